@@ -1,0 +1,9 @@
+#!/usr/bin/env node
+// Gate on the Node version before anything else loads: the Google clients need Node >= 22.12.
+const [major, minor] = process.versions.node.split(".").map(Number);
+if (major < 22 || (major === 22 && minor < 12)) {
+  process.stderr.write(`avatar needs Node.js 22.12 or newer; this is ${process.version}.\nhint: install Node 22 LTS or newer (https://nodejs.org), or run it through npx in this repo.\n`);
+  process.exit(2);
+}
+const { run } = await import("../dist/main.js");
+await run(process.argv.slice(2));

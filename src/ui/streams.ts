@@ -1,0 +1,23 @@
+// The process streams, injectable so command tests can capture both outputs in-process.
+import type { Readable, Writable } from "node:stream";
+
+export interface OutStream extends Pick<Writable, "write"> {
+  isTTY?: boolean;
+  columns?: number;
+}
+export interface InStream extends Readable {
+  isTTY?: boolean;
+}
+export interface Streams {
+  stdin: InStream;
+  stdout: OutStream;
+  stderr: OutStream;
+}
+
+export const processStreams = (): Streams => ({ stdin: process.stdin, stdout: process.stdout, stderr: process.stderr });
+
+export function colorEnabled(stream: OutStream, env: Readonly<Record<string, string | undefined>>): boolean {
+  if (env.NO_COLOR !== undefined && env.NO_COLOR !== "") return false;
+  if (env.FORCE_COLOR && env.FORCE_COLOR !== "0") return true;
+  return Boolean(stream.isTTY) && env.TERM !== "dumb";
+}

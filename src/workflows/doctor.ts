@@ -1,0 +1,119 @@
+// avatar doctor: named checks, each ok / warn / fail with a fix hint. Nothing here prints.
+import { execFile } from "node:child_process";
+import { access, mkdir } from "node:fs/promises";
+import { constants } from "node:fs";
+import { promisify } from "node:util";
+import type { Context } from "../context.ts";
+import { configKeys, explainSource } from "../core/config.ts";
+import { findAdc } from "../backends/vertex/credentials.ts";
+import { findPython, venvStatus } from "../backends/local/python-env.ts";
+
+export type CheckStatus = "ok" | "warn" | "fail";
+export interface Check {
+  name: string;
+  status: CheckStatus;
+  message: string;
+  hint?: string;
+}
+
+const ok = (name: string, message: string): Check => ({ name, status: "ok", message });
+const warn = (name: string, message: string, hint?: string): Check => ({ name, status: "warn", message, hint });
+const fail = (name: string, message: string, hint?: string): Check => ({ name, status: "fail", message, hint });
+
+function checkNode(): Check {
+  const [major = 0, minor = 0] = process.versions.node.split(".").map(Number);
+  return major > 22 || (major === 22 && minor >= 12)
+    ? ok("node", `Node.js ${process.version}`)
+    : fail("node", `Node.js ${process.version} is too old`, "Install Node.js 22.12 or newer.");
+}
+
+function checkConfig(ctx: Context): Check {
+  const where = ctx.config.file ? `from ${ctx.config.file}` : "no avatar.config.json (defaults and flags)";
+  return ok("config", `valid, backend ${ctx.config.values.backend}, ${where}`);
+}
+
+function checkCredentials(ctx: Context): Check {
+  const vertex = ctx.config.values.backend === "vertex";
+  const adc = findAdc(ctx.env);
+  if (adc.found) return ok("credentials", `Application Default Credentials: ${adc.type} (${adc.path ?? adc.source})`);
+  const hint = "Run `gcloud auth application-default login`, or set GOOGLE_APPLICATION_CREDENTIALS (CI: Workload Identity Federation).";
+  if (!vertex) return ok("credentials", "not needed by the local backend (no Application Default Credentials found)");
+  return fail("credentials", adc.problem ?? "no Application Default Credentials found", hint);
+}
+
+function checkProject(ctx: Context): Check | undefined {
+  if (ctx.config.values.backend !== "vertex") return undefined;
+  const project = ctx.config.values.project;
+  return project
+    ? ok("project", `${project} (${explainSource(ctx.config, "project")})`)
+    : fail("project", "no Google Cloud project set", "Pass --project, set AVATAR_PROJECT, or run `avatar init`.");
+}
+
+async function checkBucket(ctx: Context): Promise<Check> {
+  const { backend, bucket, project, store } = ctx.config.values;
+  if (backend === "local") {
+    try {
+      await mkdir(store, { recursive: true });
+      await access(store, constants.W_OK);
+      return ok("store", `local store ${store} is writable`);
+    } catch (error) {
+      return fail("store", `local store ${store} is not writable: ${(error as Error).message}`, "Set AVATAR_STORE to a writable folder.");
+    }
+  }
+  if (!bucket) return fail("bucket", "no bucket set", "Pass --bucket, set AVATAR_BUCKET, or run `avatar init` (it can create one).");
+  try {
+    const { createStorage } = await import("../backends/vertex/clients.ts");
+    const storage = await createStorage({ project, env: ctx.env });
+    const [exists] = await storage.bucket(bucket).exists({ timeout: 10_000 } as never);
+    return exists
+      ? ok("bucket", `gs://${bucket} is reachable`)
+      : fail("bucket", `gs://${bucket} does not exist`, "Create it with `avatar init` or `gcloud storage buckets create`.");
+  } catch (error) {
+    return fail("bucket", `gs://${bucket} is not reachable: ${(error as Error).message.split("\n")[0]}`, "Check credentials, network and the bucket name.");
+  }
+}
+
+async function checkPython(ctx: Context): Promise<Check[]> {
+  const local = ctx.config.values.backend === "local";
+  const python = await findPython(ctx.env);
+  const pythonCheck = python
+    ? ok("python", `Python ${python.version} (${python.command})`)
+    : (local ? fail : warn)("python", "no Python 3.10-3.12 found", "Install Python 3.11 or set AVATAR_PYTHON; the local backend and `avatar serve` need it.");
+  const status = await venvStatus(ctx.config.values.venv);
+  const venvCheck =
+    status.state === "ready"
+      ? ok("python-env", `ready at ${status.dir}`)
+      : warn("python-env", `${status.state} at ${status.dir}`, "It is created on first use, or now with `avatar doctor --setup-python` (about 3 GB).");
+  return [pythonCheck, venvCheck];
+}
+
+async function checkGpu(): Promise<Check> {
+  try {
+    const { stdout } = await promisify(execFile)("nvidia-smi", ["--query-gpu=name,memory.total", "--format=csv,noheader"], { timeout: 10_000 });
+    return ok("gpu", `CUDA GPU: ${stdout.trim().split("\n").join("; ")}`);
+  } catch {
+    return warn("gpu", "no CUDA GPU found", "Fine for `avatar demo` and for Vertex; training a real model locally needs an NVIDIA GPU.");
+  }
+}
+
+export interface DoctorReport {
+  healthy: boolean;
+  checks: Check[];
+  config: Record<string, { value: string | null; source: string }>;
+}
+
+export async function runDoctor(ctx: Context): Promise<DoctorReport> {
+  const checks = [
+    checkNode(),
+    checkConfig(ctx),
+    checkCredentials(ctx),
+    checkProject(ctx),
+    await checkBucket(ctx),
+    ...(await checkPython(ctx)),
+    await checkGpu(),
+  ].filter((c): c is Check => c !== undefined);
+  const config = Object.fromEntries(
+    configKeys.map((key) => [key, { value: ctx.config.values[key] ?? null, source: explainSource(ctx.config, key) }]),
+  );
+  return { healthy: checks.every((c) => c.status !== "fail"), checks, config };
+}
