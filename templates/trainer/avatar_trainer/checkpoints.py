@@ -1,0 +1,91 @@
+"""Resumable training state: LoRA weights + optimizer + step + RNG, every N steps.
+
+Spot VMs get preempted and Vertex restarts the job with the same arguments; the trainer then
+continues from the newest *complete* checkpoint. A checkpoint directory counts as complete only
+when its marker file exists, and the marker is written last, so a checkpoint cut short by a
+preemption is simply ignored. Each file is written under a temporary name and renamed (works on
+local disks and, object by object, on Cloud Storage FUSE, where directory renames are not atomic).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+from .errors import TrainerError
+
+MARKER = "COMPLETE"
+_NAME = re.compile(r"^checkpoint-(\d{6,})$")
+
+
+def _atomic_write(path: Path, write) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def checkpoint_path(root: Path, step: int) -> Path:
+    return root / f"checkpoint-{step:06d}"
+
+
+def list_complete(root: Path) -> list[tuple[int, Path]]:
+    """Complete checkpoints under `root`, oldest first."""
+    if not root.is_dir():
+        return []
+    found = []
+    for entry in root.iterdir():
+        m = _NAME.match(entry.name)
+        if m and entry.is_dir() and (entry / MARKER).is_file():
+            found.append((int(m.group(1)), entry))
+    return sorted(found)
+
+
+def latest(root: Path) -> tuple[int, Path] | None:
+    done = list_complete(root)
+    return done[-1] if done else None
+
+
+def save(root: Path, step: int, lora_state: dict, optimizer_state: dict, rng_state: dict,
+         meta: dict, keep: int = 2) -> Path:
+    """Write checkpoint `step`, then prune older complete ones down to `keep`."""
+    import torch
+    from safetensors.torch import save_file
+
+    path = checkpoint_path(root, step)
+    if path.exists():  # a leftover from an interrupted attempt at this same step
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in lora_state.items()}
+    _atomic_write(path / "lora.safetensors", lambda p: save_file(tensors, str(p)))
+    _atomic_write(path / "optimizer.pt", lambda p: torch.save(optimizer_state, p))
+    _atomic_write(path / "rng.pt", lambda p: torch.save(rng_state, p))
+    state = {"step": step, **meta}
+    _atomic_write(path / "state.json", lambda p: p.write_text(json.dumps(state, indent=2, sort_keys=True)))
+    _atomic_write(path / MARKER, lambda p: p.write_text(f"{step}\n"))
+
+    for _, old in list_complete(root)[:-keep] if keep > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    return path
+
+
+def load(path: Path) -> dict:
+    """Read a complete checkpoint: {"step", "meta", "lora", "optimizer", "rng"}."""
+    import torch
+    from safetensors.torch import load_file
+
+    try:
+        state = json.loads((path / "state.json").read_text())
+        return {
+            "step": int(state["step"]),
+            "meta": state,
+            "lora": load_file(str(path / "lora.safetensors")),
+            # Our own files only (optimizer tensors, RNG byte tensors): full unpickling is needed
+            # for numpy/python RNG tuples.
+            "optimizer": torch.load(path / "optimizer.pt", map_location="cpu", weights_only=False),
+            "rng": torch.load(path / "rng.pt", map_location="cpu", weights_only=False),
+        }
+    except Exception as e:
+        raise TrainerError(f"checkpoint {path} is unreadable: {e}") from None

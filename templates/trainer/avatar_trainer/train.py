@@ -1,0 +1,536 @@
+"""The training run: data → base model → captions → (class images) → LoRA on the UNet → outputs.
+
+DreamBooth-style LoRA as in the diffusers examples: frozen base model, LoRA adapters on the
+UNet attention projections (to_q/to_k/to_v/to_out.0) via peft, noise-prediction MSE loss,
+optional prior preservation, AdamW with a constant-with-warmup learning rate.
+Single device, batch of one instance image (plus one class image with prior preservation).
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import random
+import re
+import signal
+import time
+from pathlib import Path
+
+from . import __version__, checkpoints
+from . import data as data_mod
+from .captions import apply_trigger, blip_captions, class_prompt, instance_prompt
+from .cli import DEFAULT_RESOLUTION
+from .errors import Interrupted, TrainerError
+from .log import emit, phase
+from .model import base_is_local, build_inference_pipeline, detect_pipeline, encode_prompts, load_components, time_ids
+from .paths import resolve_location
+
+LORA_TARGETS = ["to_k", "to_q", "to_v", "to_out.0"]
+WEIGHTS_NAME = "pytorch_lora_weights.safetensors"
+LATENT_CACHE_BUDGET = 1 << 30  # bytes of cached latents (mean + std) kept on the device
+# Test hook: raise after this step's checkpoint, as if the VM had been preempted right there.
+FAIL_AFTER_STEP_ENV = "AVATAR_TRAINER_FAIL_AFTER_STEP"
+
+
+def _quiet_libraries(verbose: bool) -> None:
+    """No progress bars, no info chatter: stdout carries only our key=value lines."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if verbose:
+        return
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning)
+    import diffusers
+    import transformers
+
+    diffusers.utils.logging.set_verbosity_error()
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def choose_precision(requested: str):
+    """(device, mixed precision): bf16 needs compute capability >= 8 (L4 yes, T4 no); CPU is fp32.
+
+    `torch.cuda.is_bf16_supported()` is not used: it also answers yes where bf16 is only emulated.
+    """
+    import torch
+
+    if not torch.cuda.is_available():
+        if requested in ("fp16", "bf16"):
+            raise TrainerError(f"--mixed-precision {requested} needs a CUDA GPU and none is available (use auto or no)")
+        return torch.device("cpu"), "no"
+    bf16_ok = torch.cuda.get_device_capability()[0] >= 8
+    if requested == "auto":
+        return torch.device("cuda"), "bf16" if bf16_ok else "fp16"
+    if requested == "bf16" and not bf16_ok:
+        raise TrainerError(f"--mixed-precision bf16 is not supported on {torch.cuda.get_device_name()} (use fp16)")
+    return torch.device("cuda"), requested
+
+
+def _to_tensor(img):
+    """PIL RGB → (1, 3, H, W) float32 in [-1, 1]."""
+    import numpy as np
+    import torch
+
+    arr = np.asarray(img, dtype=np.float32) / 127.5 - 1.0
+    return torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).contiguous()
+
+
+class _Order:
+    """Which image a step trains on: a fresh permutation per epoch, a pure function of the step.
+
+    Being stateless, it needs nothing in the checkpoint to resume identically.
+    """
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.seed, self._perms = n, seed, {}
+
+    def __call__(self, step: int) -> int:
+        import torch
+
+        epoch, k = divmod(step, self.n)
+        if epoch not in self._perms:
+            self._perms = {epoch: torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + epoch))}
+        return int(self._perms[epoch][k])
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _validate_base(base: str) -> str:
+    """avatar.json's base_model: the hub id as given, or the absolute local directory."""
+    if base_is_local(base):
+        return str(Path(base).absolute())
+    if re.fullmatch(r"[\w.-]+/[\w.-]+", base) or re.fullmatch(r"[\w.-]+", base):
+        return base
+    raise TrainerError(f"base model {base!r} is neither a local directory nor a Hugging Face Hub id")
+
+
+def train(args) -> dict:
+    t_start = time.time()
+    verbose = bool(args.verbose) or os.environ.get("AVATAR_DEBUG") == "1"
+
+    # --- locations and data: cheap checks first, before any heavy import -------------------
+    dataset_path = resolve_location(args.dataset, "dataset", must_exist=True)
+    out_dir = resolve_location(args.output_dir, "output dir")
+    ckpt_dir = resolve_location(args.checkpoint_dir, "checkpoint dir")
+    base_model = _validate_base(args.base)
+    base_src = base_model  # load from the absolute path when local
+
+    sources = data_mod.load_zip(dataset_path)
+    dataset_sha = args.dataset_sha256 or data_mod.sha256_hint(dataset_path)
+    phase("data", images=len(sources), captions=args.caption, flip=str(bool(args.flip)).lower(),
+          dataset=str(dataset_path))
+
+    kind = args.pipeline or detect_pipeline(base_src)
+    resolution = args.resolution or DEFAULT_RESOLUTION[kind]
+    for d in (out_dir, ckpt_dir):
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise TrainerError(f"cannot create {d}: {e}") from None
+
+    # --- base model ---------------------------------------------------------------------------
+    _quiet_libraries(verbose)
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    random.seed(args.seed)
+    np.random.seed(args.seed % (2**32))
+    torch.manual_seed(args.seed)
+    device, mp = choose_precision(args.mixed_precision)
+    weight_dtype = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[mp]
+    # The stock SDXL VAE overflows in fp16 (NaN latents): keep it fp32 unless an fp16-safe VAE
+    # was passed. It only encodes each image once, so fp32 costs little.
+    vae_dtype = torch.float32 if (kind == "sdxl" and not args.vae) else weight_dtype
+    comps = load_components(base_src, kind, args.vae, device, weight_dtype, vae_dtype)
+    phase("load", base=base_model, pipeline=kind, device=device.type,
+          dtype={"no": "fp32", "fp16": "fp16", "bf16": "bf16"}[mp], resolution=resolution)
+    autocast = (lambda: torch.autocast(device.type, dtype=weight_dtype)) if mp != "no" else None
+
+    # --- captions -----------------------------------------------------------------------------
+    crops = [data_mod.center_crop_resize(s.image, resolution, s.original_size) for s in sources]
+    inst_prompt = instance_prompt(args.token, args.class_word)
+    if args.caption == "blip":
+        cap_dtype = torch.float16 if device.type == "cuda" else torch.float32
+        try:
+            raw = blip_captions([c.image for c in crops], args.caption_model, device, cap_dtype)
+        except OSError as e:
+            raise TrainerError(f"cannot load caption model {args.caption_model}: {e}") from None
+        prompts = [apply_trigger(r, args.token, args.class_word) for r in raw]
+        gc.collect()
+        phase("captions", model=args.caption_model, count=len(prompts))
+    else:
+        prompts = [inst_prompt] * len(sources)
+    captions = {s.name: p for s, p in zip(sources, prompts)}
+
+    # --- prior preservation: class images from the base model, kept with the checkpoints ------
+    class_images = []
+    if args.prior_preservation:
+        class_images = _class_images(args, comps, base_src, ckpt_dir / "class_images", resolution,
+                                     device, autocast)
+
+    # --- text conditioning, computed once; then the text encoders go ---------------------------
+    unique = sorted(set(prompts) | ({class_prompt(args.class_word)} if class_images else set()))
+    cond = dict(zip(unique, encode_prompts(comps, unique, device)))
+    comps.text_encoders.clear()
+    _free(device)
+
+    # --- views (crop, flipped crop) and their latents ------------------------------------------
+    views = []  # per instance image: [plain, flipped?]
+    for s in sources:
+        vs = [data_mod.center_crop_resize(s.image, resolution, s.original_size)]
+        if args.flip:
+            vs.append(data_mod.center_crop_resize(s.image, resolution, s.original_size, flip=True))
+        views.append(vs)
+    class_views = [data_mod.center_crop_resize(im, resolution, (resolution, resolution)) for im in class_images]
+    n_views = sum(len(v) for v in views) + len(class_views)
+    latent_px = (resolution // (2 ** (len(comps.vae.config.block_out_channels) - 1))) ** 2
+    cache_bytes = n_views * 2 * comps.vae.config.latent_channels * latent_px * 4
+    cache = args.cache_latents == "yes" or (args.cache_latents == "auto" and cache_bytes <= LATENT_CACHE_BUDGET)
+    vae_scale = comps.vae.config.scaling_factor
+    vae_shift = getattr(comps.vae.config, "shift_factor", None) or 0.0
+
+    def encode(prepared):
+        """(mean, std) of the VAE posterior: sampled fresh each step, like the diffusers scripts."""
+        with torch.no_grad():
+            dist = comps.vae.encode(_to_tensor(prepared.image).to(device, vae_dtype)).latent_dist
+        return dist.mean.float(), dist.std.float()
+
+    if cache:
+        latents = [[encode(v) for v in vs] for vs in views]
+        class_latents = [encode(v) for v in class_views]
+        comps.vae = None  # no longer needed: frees ~300 MB (SDXL) of GPU memory
+        _free(device)
+    phase("cache", latents=n_views if cache else 0, mode="cached" if cache else "per-step")
+
+    # --- LoRA on the UNet ------------------------------------------------------------------------
+    from peft import LoraConfig
+
+    unet = comps.unet
+    unet.add_adapter(LoraConfig(r=args.rank, lora_alpha=args.rank, init_lora_weights="gaussian",
+                                target_modules=LORA_TARGETS))
+    trainable = [(n, p) for n, p in unet.named_parameters() if p.requires_grad]
+    for _, p in trainable:  # LoRA weights train in fp32 even when the frozen base is fp16/bf16
+        p.data = p.data.float()
+    params = [p for _, p in trainable]
+    if args.gradient_checkpointing:
+        unet.enable_gradient_checkpointing()
+    unet.train()
+
+    optimizer, opt_name = _optimizer(params, args.lr, device)
+    scaler = torch.cuda.amp.GradScaler() if mp == "fp16" else None
+    gen = torch.Generator().manual_seed(args.seed)  # noise, timesteps, flips: saved in checkpoints
+
+    fingerprint = {
+        "base_model": base_model, "pipeline": kind, "rank": args.rank, "resolution": resolution,
+        "dataset_sha256": dataset_sha, "captions": args.caption, "token": args.token,
+        "class_word": args.class_word, "prior_preservation": bool(args.prior_preservation),
+        "flip": bool(args.flip),
+    }
+
+    # --- resume --------------------------------------------------------------------------------
+    start = 0
+    found = checkpoints.latest(ckpt_dir)
+    if found:
+        state = checkpoints.load(found[1])
+        mismatch = {k: (state["meta"].get("fingerprint", {}).get(k), v) for k, v in fingerprint.items()
+                    if state["meta"].get("fingerprint", {}).get(k) != v}
+        if mismatch:
+            detail = ", ".join(f"{k}: {a!r} vs {b!r}" for k, (a, b) in sorted(mismatch.items()))
+            raise TrainerError(f"checkpoint dir {ckpt_dir} holds another run's checkpoints ({detail}); "
+                               "use a fresh --checkpoint-dir")
+        names = {n for n, _ in trainable}
+        if set(state["lora"]) != names:
+            raise TrainerError(f"checkpoint {found[1]} does not match the LoRA layout of this run")
+        with torch.no_grad():
+            for n, p in trainable:
+                p.copy_(state["lora"][n].to(p.device, p.dtype))
+        optimizer.load_state_dict(state["optimizer"]["optimizer"])
+        if scaler is not None and state["optimizer"].get("scaler"):
+            scaler.load_state_dict(state["optimizer"]["scaler"])
+        _set_rng(state["rng"], gen, device)
+        start = state["step"]
+        phase("resume", step=start, path=str(found[1]))
+
+    total = args.steps
+    warmup = args.lr_warmup_steps if args.lr_warmup_steps is not None else min(100, total // 10)
+    order = _Order(len(sources), args.seed)
+    class_order = _Order(len(class_views), args.seed + 7919) if class_views else None
+    nsched = comps.noise_scheduler
+    n_train_t = nsched.config.num_train_timesteps
+    prediction = nsched.config.prediction_type
+    if prediction not in ("epsilon", "v_prediction"):
+        raise TrainerError(f"unsupported scheduler prediction_type {prediction!r}")
+
+    def sample_latent(mean_std):
+        mean, std = mean_std
+        noise = torch.randn(mean.shape, generator=gen).to(mean.device)
+        return ((mean + std * noise) - vae_shift) * vae_scale
+
+    def latent_for(prepared, cached):
+        return sample_latent(cached if cache else encode(prepared))
+
+    def train_step(step: int) -> float:
+        i = order(step)
+        v = int(torch.randint(0, len(views[i]), (1,), generator=gen)) if len(views[i]) > 1 else 0
+        parts = [(latent_for(views[i][v], latents[i][v] if cache else None), cond[prompts[i]],
+                  views[i][v])]
+        if class_views:
+            j = class_order(step)
+            parts.append((latent_for(class_views[j], class_latents[j] if cache else None),
+                          cond[class_prompt(args.class_word)], class_views[j]))
+        x0 = torch.cat([p[0] for p in parts]).to(device)
+        embeds = torch.cat([p[1]["embeds"] for p in parts]).to(device)
+        noise = torch.randn(x0.shape, generator=gen).to(device)
+        t = torch.randint(0, n_train_t, (x0.shape[0],), generator=gen).to(device)
+        noisy = nsched.add_noise(x0, noise, t)
+        target = noise if prediction == "epsilon" else nsched.get_velocity(x0, noise, t)
+        kwargs = {}
+        if kind == "sdxl":
+            kwargs["added_cond_kwargs"] = {
+                "text_embeds": torch.cat([p[1]["pooled"] for p in parts]).to(device),
+                "time_ids": torch.cat([time_ids(p[2].original_size, p[2].crop_top_left, resolution)
+                                       for p in parts]).to(device),
+            }
+        ctx = autocast() if autocast else _nullcontext()
+        with ctx:
+            pred = unet(noisy, t, encoder_hidden_states=embeds, return_dict=False, **kwargs)[0]
+        pred, target = pred.float(), target.float()
+        loss = F.mse_loss(pred[:1], target[:1])
+        if class_views:
+            loss = loss + args.prior_loss_weight * F.mse_loss(pred[1:], target[1:])
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+        else:
+            loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, args.max_grad_norm)
+        if scaler is not None:
+            scaler.step(optimizer)  # skips the update when fp16 gradients overflowed
+            scaler.update()
+        else:
+            optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return float(loss.detach())
+
+    def save_checkpoint(step: int) -> Path:
+        opt_state = {"optimizer": optimizer.state_dict(), "scaler": scaler.state_dict() if scaler else None}
+        path = checkpoints.save(ckpt_dir, step, {n: p for n, p in trainable}, opt_state,
+                                _get_rng(gen, device), {"fingerprint": fingerprint, "trainer_version": __version__,
+                                                        "steps": total},
+                                keep=args.keep_checkpoints)
+        emit("checkpoint", step=step, path=str(path))
+        return path
+
+    # --- the loop --------------------------------------------------------------------------------
+    stop = {"signal": None}
+    previous = _install_sigterm(stop)
+    phase("train", steps=total, start=start, optimizer=opt_name, lora_params=sum(p.numel() for p in params),
+          warmup=warmup)
+    fail_after = os.environ.get(FAIL_AFTER_STEP_ENV)
+    bad_steps = 0
+    train_t0 = time.time()
+    win_t0, win_step, win_losses = time.time(), start, []
+    try:
+        for step in range(start, total):
+            if stop["signal"] and step == start:
+                raise Interrupted("stopped by SIGTERM before training started", 143)
+            for g in optimizer.param_groups:
+                g["lr"] = args.lr * min(1.0, (step + 1) / warmup) if warmup > 0 else args.lr
+            loss = train_step(step)
+            done = step + 1
+            if loss != loss or loss in (float("inf"), float("-inf")):
+                bad_steps += 1
+                if scaler is None or bad_steps >= 10:
+                    raise TrainerError(
+                        f"loss is not finite at step {done} (try --mixed-precision no, a lower --lr, "
+                        "or an fp16-safe --vae for SDXL)")
+            else:
+                bad_steps = 0
+                win_losses.append(loss)
+            if done % args.log_every == 0 or done == total:
+                now = time.time()
+                it_s = (done - win_step) / max(now - win_t0, 1e-9)
+                mean = sum(win_losses) / len(win_losses) if win_losses else float("nan")
+                emit(f"step={done}/{total} loss={mean:.4f} it_s={it_s:.2f} eta_s={(total - done) / it_s:.0f}")
+                win_t0, win_step, win_losses = now, done, []
+            if done % args.checkpoint_every == 0 or (stop["signal"] and done < total):
+                save_checkpoint(done)
+            if stop["signal"] and done < total:
+                raise Interrupted(f"stopped by SIGTERM at step {done}/{total}; checkpoint saved, "
+                                  "restart to resume", 143)
+            if fail_after and done == int(fail_after):
+                raise TrainerError(f"{FAIL_AFTER_STEP_ENV}={fail_after}: simulated failure after step {done}")
+    finally:
+        _restore_sigterm(previous)
+    train_seconds = time.time() - train_t0
+    ran = total - start
+
+    # --- outputs (atomic: weights, captions, then avatar.json last) ----------------------------
+    _export(unet, kind, out_dir)
+    _atomic_write_text(out_dir / "captions.json", json.dumps(captions, indent=2, ensure_ascii=False) + "\n")
+    meta = {
+        "schema": 1,
+        "name": args.name,
+        "run_id": args.run_id,
+        "base_model": base_model,
+        "pipeline": kind,
+        "token": args.token,
+        "class_word": args.class_word,
+        "instance_prompt": inst_prompt,
+        "resolution": resolution,
+        "rank": args.rank,
+        "steps": total,
+        "dataset_sha256": dataset_sha,
+        "trainer_version": __version__,
+        "captions": args.caption,
+    }
+    _atomic_write_text(out_dir / "avatar.json", json.dumps(meta, indent=2) + "\n")
+    seconds = time.time() - t_start
+    emit("done", output=str(out_dir), seconds=f"{seconds:.2f}",
+         s_per_step=f"{train_seconds / ran:.4f}" if ran else None)
+    return {"output_dir": out_dir, "start_step": start, "steps": total, "seconds": seconds,
+            "train_seconds": train_seconds, "captions": captions, "avatar": meta}
+
+
+class _nullcontext:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _free(device) -> None:
+    gc.collect()
+    if device.type == "cuda":
+        import torch
+
+        torch.cuda.empty_cache()
+
+
+def _optimizer(params, lr, device):
+    """8-bit AdamW (bitsandbytes) on CUDA, where it halves optimizer memory; torch AdamW otherwise.
+
+    bitsandbytes is imported only on CUDA: on CPU-only machines it may be absent or broken.
+    """
+    import torch
+
+    kw = dict(lr=lr, betas=(0.9, 0.999), weight_decay=1e-2, eps=1e-8)
+    if device.type == "cuda":
+        try:
+            import bitsandbytes as bnb
+
+            return bnb.optim.AdamW8bit(params, **kw), "adamw8bit"
+        except Exception as e:  # noqa: BLE001 - fall back, but say so
+            phase("optimizer", name="adamw", note=f"bitsandbytes unavailable: {type(e).__name__}")
+    return torch.optim.AdamW(params, **kw), "adamw"
+
+
+def _get_rng(gen, device) -> dict:
+    import numpy as np
+    import torch
+
+    return {
+        "generator": gen.get_state(),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+    }
+
+
+def _set_rng(state: dict, gen, device) -> None:
+    import numpy as np
+    import torch
+
+    gen.set_state(state["generator"])
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and state.get("cuda"):
+        torch.cuda.set_rng_state_all(state["cuda"])
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+
+
+def _install_sigterm(stop: dict):
+    """On SIGTERM (Spot preemption notice) finish the current step, checkpoint, exit 143."""
+    def handler(signum, frame):
+        stop["signal"] = signum
+
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (embedded use): keep default behaviour
+        return None
+
+
+def _restore_sigterm(previous) -> None:
+    if previous is not None:
+        try:
+            signal.signal(signal.SIGTERM, previous)
+        except ValueError:
+            pass
+
+
+def _class_images(args, comps, base_src, class_dir: Path, resolution: int, device, autocast):
+    """Generate (or reuse) `--num-class-images` images of "a photo of {class_word}".
+
+    Stored under the checkpoint dir, one file at a time (atomic), so a preempted job keeps
+    the ones already made. Each image has its own seed: regeneration is reproducible.
+    """
+    import torch
+    from PIL import Image
+
+    class_dir.mkdir(parents=True, exist_ok=True)
+    prompt = class_prompt(args.class_word)
+    paths = [class_dir / f"class_{i:05d}.jpg" for i in range(args.num_class_images)]
+    missing = [i for i, p in enumerate(paths) if not p.is_file()]
+    if missing:
+        pipe = build_inference_pipeline(comps, base_src)
+        for i in missing:
+            g = torch.Generator(device="cpu").manual_seed(args.seed + 100_000 + i)
+            with torch.no_grad():
+                ctx = autocast() if autocast else _nullcontext()
+                with ctx:
+                    lat = pipe(prompt, num_inference_steps=args.class_inference_steps, height=resolution,
+                               width=resolution, generator=g, output_type="latent").images
+                # Decode outside autocast in the VAE's own dtype (fp32 for the stock SDXL VAE).
+                vae = comps.vae
+                img = vae.decode(lat.to(vae.dtype) / vae.config.scaling_factor, return_dict=False)[0]
+                pil = pipe.image_processor.postprocess(img.float(), output_type="pil")[0]
+            tmp = paths[i].with_name(f".{paths[i].name}.tmp-{os.getpid()}")
+            pil.save(tmp, format="JPEG", quality=95)
+            os.replace(tmp, paths[i])
+        del pipe
+        _free(device)
+    phase("class_images", count=len(paths), generated=len(missing), dir=str(class_dir))
+    images = []
+    for p in paths:
+        with Image.open(p) as im:
+            images.append(im.convert("RGB"))
+    return images
+
+
+def _export(unet, kind: str, out_dir: Path) -> Path:
+    """Write the diffusers-format LoRA (`pipe.load_lora_weights(out_dir)`), atomically."""
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+    from diffusers.utils import convert_state_dict_to_diffusers
+    from peft.utils import get_peft_model_state_dict
+
+    layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
+    layers = {k: v.detach().float().cpu().contiguous() for k, v in layers.items()}
+    cls = StableDiffusionXLPipeline if kind == "sdxl" else StableDiffusionPipeline
+    tmp_name = f".{WEIGHTS_NAME}.tmp-{os.getpid()}"
+    cls.save_lora_weights(save_directory=str(out_dir), unet_lora_layers=layers, weight_name=tmp_name,
+                          safe_serialization=True)
+    final = out_dir / WEIGHTS_NAME
+    os.replace(out_dir / tmp_name, final)
+    return final
