@@ -102,12 +102,9 @@ export async function main(argv: string[], deps: MainDeps = {}): Promise<number>
     out.result(result);
   };
 
-  const program = buildProgram(packageVersion(), commands, runner);
-  program.exitOverride();
-  program.configureOutput({
+  const program = buildProgram(packageVersion(), commands, runner, {
     writeOut: (text) => streams.stdout.write(text),
     writeErr: (text) => streams.stderr.write(early.json ? "" : text),
-    outputError: (text, write) => write(text),
   });
 
   try {

@@ -36,8 +36,16 @@ function toOption(spec: OptionSpec): Option {
 
 export type Runner = (spec: CommandSpec, input: CommandInput, globals: Record<string, unknown>) => Promise<void>;
 
-export function buildProgram(version: string, commands: readonly CommandSpec[], runner: Runner): Command {
+export interface ProgramOutput {
+  writeOut(text: string): void;
+  writeErr(text: string): void;
+}
+
+export function buildProgram(version: string, commands: readonly CommandSpec[], runner: Runner, output: ProgramOutput): Command {
   const program = new Command("avatar")
+    // Before any subcommand exists: commander copies these settings into each one it creates.
+    .exitOverride()
+    .configureOutput({ writeOut: output.writeOut, writeErr: output.writeErr, outputError: (text, write) => write(text) })
     .description("Turn a folder of selfies into a personal image model inside your own Google Cloud project.")
     .version(version, "-V, --version", "print the version")
     .showSuggestionAfterError(true)

@@ -63,7 +63,7 @@ async function checkBucket(ctx: Context): Promise<Check> {
   if (!bucket) return fail("bucket", "no bucket set", "Pass --bucket, set AVATAR_BUCKET, or run `avatar init` (it can create one).");
   try {
     const { createStorage } = await import("../backends/vertex/clients.ts");
-    const storage = await createStorage({ project, env: ctx.env });
+    const storage = await createStorage({ project, env: ctx.env, maxRetries: 0 });
     const [exists] = await storage.bucket(bucket).exists({ timeout: 10_000 } as never);
     return exists
       ? ok("bucket", `gs://${bucket} is reachable`)

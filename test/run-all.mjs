@@ -1,0 +1,85 @@
+// The test command: installs what the suites need (GCS emulator, Python env), runs vitest and
+// pytest, and ends with one plain line summing both: "N passed, N failed".
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
+import { homedir } from "node:os";
+import { join } from "node:path";
+
+const root = new URL("..", import.meta.url).pathname;
+const tools = join(root, ".tools", "bin");
+const results = join(root, "test-results");
+const node = process.execPath;
+
+function run(command, args, options = {}) {
+  const result = spawnSync(command, args, { stdio: "inherit", cwd: root, ...options });
+  if (result.error) throw result.error;
+  return result.status ?? 1;
+}
+
+function step(title) {
+  process.stdout.write(`\n== ${title}\n`);
+}
+
+// 1. fake-gcs-server, built from the Go module proxy once and kept in .tools/bin.
+step("GCS emulator");
+const emulator = join(tools, "fake-gcs-server");
+if (!existsSync(emulator)) {
+  const status = run("go", ["install", "github.com/fsouza/fake-gcs-server@v1.55.1"], {
+    env: { ...process.env, GOBIN: tools, GOTOOLCHAIN: process.env.GOTOOLCHAIN ?? "auto" },
+  });
+  if (status !== 0) {
+    console.error("Could not build fake-gcs-server (needs Go >= 1.25 and the Go module proxy).");
+    process.exit(1);
+  }
+}
+console.log(emulator);
+
+// 2. The Python environment, through the product's own set-up code (cached: a second run installs nothing).
+step("Python environment");
+const venv = process.env.AVATAR_VENV ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), ".cache"), "avatar", "venv");
+if (run(node, [join(root, "bin", "avatar.js"), "doctor", "--setup-python", "--quiet", "--no-input"], { env: { ...process.env, AVATAR_VENV: venv } }) !== 0) {
+  console.error("Python environment set-up failed.");
+  process.exit(1);
+}
+const env = { ...process.env, AVATAR_VENV: venv, AVATAR_FAKE_GCS: emulator, HF_HUB_OFFLINE: "1" };
+
+rmSync(results, { recursive: true, force: true });
+mkdirSync(results, { recursive: true });
+
+// 3. TypeScript suites.
+step("vitest");
+const vitestJson = join(results, "vitest.json");
+run(join(root, "node_modules", ".bin", "vitest"), ["run", "--reporter=default", "--reporter=json", `--outputFile.json=${vitestJson}`], { env });
+let tsPassed = 0;
+let tsFailed = 0;
+if (existsSync(vitestJson)) {
+  const report = JSON.parse(readFileSync(vitestJson, "utf8"));
+  tsPassed = report.numPassedTests ?? 0;
+  tsFailed = (report.numFailedTests ?? 0) + (report.numRuntimeErrorTests ?? 0) + (report.testResults ?? []).filter((f) => f.status === "failed" && f.assertionResults.length === 0).length;
+} else {
+  tsFailed = 1;
+}
+
+// 4. Python suites, in the project venv.
+step("pytest");
+const junit = join(results, "pytest.xml");
+const pyStatus = run(join(venv, "bin", "python"), ["-m", "pytest", "test/python", "-q", "-p", "no:cacheprovider", `--junitxml=${junit}`], { env });
+let pyPassed = 0;
+let pyFailed = 0;
+if (existsSync(junit)) {
+  const xml = readFileSync(junit, "utf8");
+  const attr = (name) => Number(new RegExp(`<testsuite[^>]*\\s${name}="(\\d+)"`).exec(xml)?.[1] ?? 0);
+  const total = attr("tests");
+  pyFailed = attr("failures") + attr("errors");
+  pyPassed = total - pyFailed - attr("skipped");
+  if (pyStatus !== 0 && pyFailed === 0) pyFailed = 1; // collection errors, exit 5 (no tests), crashes
+} else {
+  pyFailed = 1;
+}
+
+const passed = tsPassed + pyPassed;
+const failed = tsFailed + pyFailed;
+console.log(`\nvitest: ${tsPassed} passed, ${tsFailed} failed`);
+console.log(`pytest: ${pyPassed} passed, ${pyFailed} failed`);
+console.log(`${passed} passed, ${failed} failed`);
+process.exit(failed === 0 && passed > 0 ? 0 : 1);
