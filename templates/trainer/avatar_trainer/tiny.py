@@ -9,6 +9,7 @@ a byte-level vocabulary written here, so nothing is downloaded.
     python -m avatar_trainer.tiny --pipeline sd15 --out /tmp/tiny-sd15 [--seed 0]
     python -m avatar_trainer.tiny --pipeline sdxl --out /tmp/tiny-sdxl
     python -m avatar_trainer.tiny --blip --out /tmp/tiny-blip
+    python -m avatar_trainer.tiny --faces 8 --out /tmp/faces.zip   # synthetic "selfies"
 
 Everything is deterministic for a seed (same seed → same weights, byte for byte).
 """
@@ -309,6 +310,67 @@ def build_tiny_blip(out_dir: str | os.PathLike, seed: int = 0) -> Path:
     return out
 
 
+# --- synthetic selfies (for tests and `avatar demo` without real photos) -------------------
+
+def make_face_image(seed: int, size: int = 96):
+    """A synthetic 'selfie': coloured background, skin-toned oval, eyes, brows, mouth, hair.
+
+    Varies with `seed` (colours, position, scale) so images differ like a real dataset does.
+    """
+    import random
+
+    from PIL import Image, ImageDraw
+
+    rng = random.Random(seed)
+    bg = tuple(rng.randint(40, 230) for _ in range(3))
+    img = Image.new("RGB", (size, size), bg)
+    d = ImageDraw.Draw(img)
+    skin = rng.choice([(241, 194, 125), (224, 172, 105), (198, 134, 66), (141, 85, 36), (255, 219, 172)])
+    cx = size / 2 + rng.uniform(-0.08, 0.08) * size
+    cy = size / 2 + rng.uniform(-0.05, 0.08) * size
+    rx, ry = size * rng.uniform(0.22, 0.30), size * rng.uniform(0.30, 0.38)
+    hair = tuple(rng.randint(10, 120) for _ in range(3))
+    d.ellipse([cx - rx * 1.1, cy - ry * 1.15, cx + rx * 1.1, cy + ry * 0.2], fill=hair)
+    d.ellipse([cx - rx, cy - ry, cx + rx, cy + ry], fill=skin)
+    eye_y = cy - ry * 0.2
+    for sx in (-1, 1):
+        ex = cx + sx * rx * 0.42
+        er = max(1.0, size * 0.03)
+        d.ellipse([ex - er * 1.6, eye_y - er, ex + er * 1.6, eye_y + er], fill=(250, 250, 250))
+        d.ellipse([ex - er * 0.7, eye_y - er * 0.7, ex + er * 0.7, eye_y + er * 0.7], fill=(40, 30, 20))
+        d.line([ex - er * 2, eye_y - er * 2.4, ex + er * 2, eye_y - er * 2.2], fill=hair, width=max(1, size // 60))
+    d.polygon([(cx, cy - ry * 0.05), (cx - rx * 0.12, cy + ry * 0.2), (cx + rx * 0.12, cy + ry * 0.2)],
+              fill=tuple(max(0, c - 30) for c in skin))
+    mouth_y = cy + ry * 0.45
+    d.arc([cx - rx * 0.4, mouth_y - ry * 0.15, cx + rx * 0.4, mouth_y + ry * 0.15], 10, 170,
+          fill=(150, 40, 50), width=max(1, size // 40))
+    return img
+
+
+def make_dataset_zip(path, n: int = 6, size: int = 96, seed: int = 0) -> Path:
+    """Write a zip of `n` face-like JPEGs (`img_000.jpg`…) at `path`; returns the path.
+
+    Same layout `avatar prepare` produces: flat, sorted, JPEG.
+    """
+    import io
+    import zipfile
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    files = []
+    for i in range(n):  # render first: a failure must not leave a half-written zip behind
+        buf = io.BytesIO()
+        make_face_image(seed * 1000 + i, size).save(buf, format="JPEG", quality=92)
+        files.append((f"img_{i:03d}.jpg", buf.getvalue()))
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, blob in files:
+            # Fixed timestamps: the same arguments give the same bytes (and the same sha256).
+            zf.writestr(zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0)), blob,
+                        compress_type=zipfile.ZIP_DEFLATED)
+    return path.resolve()
+
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m avatar_trainer.tiny",
@@ -317,13 +379,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--pipeline", choices=PIPELINES, help="pipeline family to build")
     what.add_argument("--blip", action="store_true", help="build a tiny BLIP captioning model instead")
+    what.add_argument("--faces", type=int, metavar="N",
+                      help="write a zip of N synthetic face-like JPEGs to --out (a .zip path) instead")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--seed", type=int, default=0, help="weights seed (default 0)")
+    p.add_argument("--seed", type=int, default=0, help="weights / images seed (default 0)")
+    p.add_argument("--size", type=int, default=96, help="--faces image size in pixels (default 96)")
     return p.parse_args(argv)
 
 
 def main(args: argparse.Namespace) -> int:
-    if args.blip:
+    if args.faces is not None:
+        out = make_dataset_zip(args.out, n=args.faces, size=args.size, seed=args.seed)
+        print(f"tiny kind=faces images={args.faces} out={out}", flush=True)
+    elif args.blip:
         out = build_tiny_blip(args.out, seed=args.seed)
         print(f"tiny kind=blip out={out}", flush=True)
     else:
