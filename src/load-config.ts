@@ -1,7 +1,7 @@
 // Reads the files config resolution needs (.env, avatar.config.json) and hands them to the pure resolver.
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
-import { parse as parseDotenv } from "dotenv";
+import { createRequire } from "node:module";
 import { CONFIG_FILE_NAME, resolveConfig, type ConfigKey, type ResolvedConfig } from "./core/config.ts";
 import { AvatarError } from "./core/errors.ts";
 
@@ -36,7 +36,9 @@ function readJson(path: string): unknown {
 export function loadDotenv(cwd: string, env: NodeJS.ProcessEnv): Record<string, string> {
   const path = join(cwd, ".env");
   if (!existsSync(path)) return {};
-  const parsed = parseDotenv(readFileSync(path));
+  // dotenv loads only when there is a .env to read: it is not worth its import time otherwise.
+  const { parse } = createRequire(import.meta.url)("dotenv") as typeof import("dotenv");
+  const parsed = parse(readFileSync(path));
   for (const [key, value] of Object.entries(parsed)) {
     if (!key.startsWith("AVATAR_") && env[key] === undefined) env[key] = value;
   }
