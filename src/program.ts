@@ -56,14 +56,17 @@ export function buildProgram(version: string, commands: readonly CommandSpec[], 
 
   for (const spec of commands) {
     const command = program.command(spec.name).summary(spec.summary).description(spec.description ?? spec.summary);
-    for (const arg of spec.args ?? []) command.argument(arg.required ? `<${arg.name}>` : `[${arg.name}]`, arg.description);
+    for (const arg of spec.args ?? []) {
+      const label = `${arg.name}${arg.variadic ? "..." : ""}`;
+      command.argument(arg.required ? `<${label}>` : `[${label}]`, arg.description);
+    }
     for (const option of spec.options ?? []) command.addOption(toOption(option));
     command.addHelpText("after", `\nExamples:\n${spec.examples.map((e) => `  $ ${e}`).join("\n")}\n`);
     command.action(async (...received: unknown[]) => {
       const self = received[received.length - 1] as Command;
-      const args = (received.slice(0, spec.args?.length ?? 0) as (string | undefined)[]).filter(
-        (a): a is string => a !== undefined,
-      );
+      const args = (received.slice(0, spec.args?.length ?? 0) as (string | string[] | undefined)[])
+        .flat()
+        .filter((a): a is string => a !== undefined);
       await runner(spec, { args, options: self.opts() }, self.optsWithGlobals());
     });
   }

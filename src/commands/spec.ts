@@ -8,6 +8,8 @@ export interface ArgSpec {
   name: string;
   description: string;
   required?: boolean;
+  /** Takes the rest of the arguments (last argument only). */
+  variadic?: boolean;
 }
 
 export interface OptionSpec {

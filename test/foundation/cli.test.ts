@@ -163,7 +163,7 @@ describe("config precedence end to end", () => {
 
 describe("commands of later issues", () => {
   it("answer 'not available yet' with exit 2", async () => {
-    const { code, stderr } = await runCli(["list"], { env: cleanEnv(tempDir()) });
+    const { code, stderr } = await runCli(["demo"], { env: cleanEnv(tempDir()) });
     expect(code).toBe(2);
     expect(stderr).toMatch(/not available yet/);
   });

@@ -1,0 +1,142 @@
+// The interface both backends implement: object store, training, model registry, serving.
+// Workflows speak only this; src/backends/vertex and src/backends/local fill it in.
+import type { Context } from "../context.ts";
+import type { ObjectStore } from "./store.ts";
+import type { TrainerArgsInput, TrainerProgress } from "../core/trainer-args.ts";
+
+/** Trainer options without locations: each backend maps store keys to its own paths. */
+export type TrainerOptions = Omit<TrainerArgsInput, "dataset" | "outputDir" | "checkpointDir">;
+
+export type JobState = "queued" | "running" | "succeeded" | "failed" | "cancelled" | "interrupted";
+
+export interface TrainingJobSpec {
+  name: string;
+  runId: string;
+  displayName: string;
+  labels: Record<string, string>;
+  trainer: TrainerOptions;
+  gpu: "t4" | "l4";
+  spot: boolean;
+  timeoutSeconds: number;
+  /** Dataset zip, model output and checkpoint locations as store keys. */
+  datasetKey: string;
+  modelKey: string;
+  checkpointKey: string;
+}
+
+export interface TrainingJob {
+  id: string;
+  name: string;
+  runId: string;
+  state: JobState;
+  labels: Record<string, string>;
+  createdAt: string;
+  endedAt?: string;
+  error?: string;
+  modelUri: string;
+  progress?: TrainerProgress;
+}
+
+export interface WaitOptions {
+  signal?: AbortSignal;
+  onProgress?: (progress: TrainerProgress) => void;
+  onPhase?: (phase: string) => void;
+  onLine?: (line: string) => void;
+}
+
+export interface TrainingService {
+  launch(spec: TrainingJobSpec): Promise<TrainingJob>;
+  get(id: string): Promise<TrainingJob | undefined>;
+  list(filter?: { name?: string }): Promise<TrainingJob[]>;
+  /** Resolves when the job ends (or the signal aborts: the job keeps running). */
+  wait(id: string, options?: WaitOptions): Promise<TrainingJob>;
+  cancel(id: string): Promise<void>;
+  logs(id: string, options: { onLine: (line: string) => void; tail?: number }): Promise<void>;
+}
+
+export interface ModelVersion {
+  /** Registry id of the model (one per avatar). */
+  modelId: string;
+  name: string;
+  versionId: string;
+  runId: string;
+  artifactUri: string;
+  aliases: string[];
+  labels: Record<string, string>;
+  createdAt: string;
+}
+
+export interface RegisterSpec {
+  name: string;
+  runId: string;
+  /** Store key of the model directory (runs/<run>/model). */
+  modelKey: string;
+  labels: Record<string, string>;
+  description?: string;
+}
+
+export interface ModelRegistry {
+  /** Idempotent: registering the same run again returns the existing version. */
+  register(spec: RegisterSpec): Promise<{ version: ModelVersion; created: boolean }>;
+  list(filter?: { name?: string }): Promise<ModelVersion[]>;
+  /** The default (newest) version, a version id, or a run id. */
+  get(name: string, version?: string): Promise<ModelVersion | undefined>;
+}
+
+export type EndpointState = "deploying" | "ready" | "failed" | "stopped";
+
+export interface EndpointInfo {
+  id: string;
+  name: string;
+  state: EndpointState;
+  labels: Record<string, string>;
+  modelVersion?: string;
+  runId?: string;
+  url?: string;
+  gpu?: string;
+  createdAt: string;
+}
+
+export interface DeploySpec {
+  name: string;
+  version: ModelVersion;
+  gpu: "t4" | "l4";
+  minReplicas: number;
+  maxReplicas: number;
+  labels: Record<string, string>;
+}
+
+export interface PredictResponse {
+  predictions: Record<string, unknown>[];
+  deployedModelId?: string;
+}
+
+export interface ServingService {
+  deploy(spec: DeploySpec, options?: { signal?: AbortSignal; onStage?: (stage: string) => void }): Promise<{ endpoint: EndpointInfo; reused: boolean }>;
+  list(filter?: { name?: string }): Promise<EndpointInfo[]>;
+  get(name: string): Promise<EndpointInfo | undefined>;
+  predict(name: string, body: unknown, options?: { signal?: AbortSignal; timeoutMs?: number }): Promise<PredictResponse>;
+  /** Stops serving and deletes the endpoint; false when there was nothing to stop. */
+  down(name: string): Promise<boolean>;
+  logs(name: string, options: { onLine: (line: string) => void; tail?: number }): Promise<void>;
+}
+
+export interface Backend {
+  readonly kind: "local" | "vertex";
+  readonly store: ObjectStore;
+  readonly training: TrainingService;
+  readonly registry: ModelRegistry;
+  readonly serving: ServingService;
+  close(): Promise<void>;
+}
+
+export async function openBackend(ctx: Context, hooks: { python: () => Promise<string> }): Promise<Backend> {
+  if (ctx.config.values.backend === "vertex") {
+    const { AvatarError } = await import("../core/errors.ts");
+    throw new AvatarError("NOT_AVAILABLE", "Training, registry and serving on the vertex backend are not available yet in this version.", {
+      hint: "Use --backend local (or `avatar demo`) for now; `avatar upload --backend vertex` already uploads datasets to your bucket.",
+    });
+  }
+  const { openLocalBackend } = await import("./local/index.ts");
+  return openLocalBackend(ctx, hooks);
+}

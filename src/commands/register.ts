@@ -1,0 +1,41 @@
+import { defineCommand } from "./spec.ts";
+import { AvatarError } from "../core/errors.ts";
+import { isRunId, validateAvatarName } from "../core/names.ts";
+
+export const registerCommand = defineCommand({
+  name: "register",
+  summary: "Register a finished training run in the model registry (idempotent)",
+  description:
+    "Puts handler.py and requirements.txt beside the run's weights and registers them as a new version of the avatar's model. Registering the same run again returns the existing version.",
+  options: [
+    { flags: "-n, --name <name>", description: "avatar name" },
+    { flags: "--run <run-id>", description: "training run id (YYYYMMDD-HHMMSS); default: the newest succeeded run" },
+  ],
+  examples: ["avatar register --name alice --run 20261122-101500", "avatar register --name alice --json"],
+  async run(ctx, { options }) {
+    if (typeof options.name !== "string") throw new AvatarError("USAGE", "Which avatar?", { hint: "Pass --name <name>." });
+    const name = validateAvatarName(options.name);
+    if (options.run !== undefined && !isRunId(String(options.run))) {
+      throw new AvatarError("BAD_INPUT", `"${String(options.run)}" is not a run id.`, { hint: "Run ids look like 20261122-101500; `avatar status <name>` lists them." });
+    }
+    const { withBackend } = await import("../workflows/session.ts");
+    const { registerRun } = await import("../workflows/register.ts");
+    return withBackend(ctx, async (backend) => {
+      let runId = options.run as string | undefined;
+      if (!runId) {
+        const done = (await backend.training.list({ name })).filter((j) => j.state === "succeeded");
+        runId = done.at(-1)?.runId;
+        if (!runId) throw new AvatarError("NOT_FOUND", `${name} has no finished training run.`, { hint: `Train one with \`avatar train ./selfies --name ${name}\`.` });
+      }
+      const result = await registerRun(ctx, backend, { name, runId });
+      const human = result.dryRun
+        ? [`Would register ${result.artifactUri} (${result.manifest.pipeline}, base ${result.manifest.base_model}) as a new version of ${name}.`]
+        : [
+            `${result.created ? "Registered" : "Already registered:"} ${name} version ${result.version!.versionId} (run ${runId})`,
+            `artifacts  ${result.artifactUri}`,
+            `trigger    ${result.manifest.token} ${result.manifest.class_word}`,
+          ];
+      return { data: result, human, next: result.dryRun ? undefined : `avatar deploy ${name}` };
+    });
+  },
+});

@@ -1,0 +1,38 @@
+import { defineCommand } from "./spec.ts";
+import { AvatarError } from "../core/errors.ts";
+import { validateAvatarName } from "../core/names.ts";
+import { table } from "../ui/format.ts";
+
+export const statusCommand = defineCommand({
+  name: "status",
+  summary: "Training runs, model versions and endpoint of an avatar; --wait re-attaches to a running job",
+  args: [{ name: "name", description: "avatar name", required: true }],
+  options: [{ flags: "--wait", description: "wait for a running training job to finish, with progress" }],
+  examples: ["avatar status alice", "avatar status alice --wait", "avatar status alice --json"],
+  async run(ctx, { args, options }) {
+    const name = validateAvatarName(args[0]!);
+    const { withBackend } = await import("../workflows/session.ts");
+    const { inventory } = await import("../workflows/inventory.ts");
+    const { waitForTraining } = await import("../workflows/train.ts");
+    return withBackend(ctx, async (backend) => {
+      let [avatar] = await inventory(backend, name);
+      if (!avatar || (!avatar.runs.length && !avatar.models.length && !avatar.endpoint)) {
+        throw new AvatarError("NOT_FOUND", `Nothing found for ${name} on the ${backend.kind} backend.`, { hint: "`avatar list` shows all avatars." });
+      }
+      const running = avatar.runs.find((r) => r.state === "running");
+      if (options.wait && running) {
+        await waitForTraining(ctx, backend, running.id);
+        [avatar] = await inventory(backend, name);
+      }
+      const human = [
+        ...table([["RUN", "STATE", "PROGRESS"], ...avatar!.runs.map((r) => [r.runId, r.state, r.progress ? `${r.progress.step}/${r.progress.total}` : r.error ?? ""])]),
+        "",
+        ...table([["VERSION", "RUN", "ALIASES"], ...avatar!.models.map((m) => [m.versionId, m.runId, m.aliases.join(",")])]),
+        "",
+        avatar!.endpoint ? `endpoint: ${avatar!.endpoint.state} (version ${avatar!.endpoint.modelVersion ?? "?"})${avatar!.endpoint.url ? ` ${avatar!.endpoint.url}` : ""}` : "endpoint: not deployed",
+      ];
+      const next = running && !options.wait ? `avatar status ${name} --wait` : avatar!.endpoint?.state === "ready" ? `avatar generate ${name} "{avatar} as an astronaut"` : avatar!.models.length ? `avatar deploy ${name}` : undefined;
+      return { data: avatar, human, next };
+    });
+  },
+});

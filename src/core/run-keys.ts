@@ -1,0 +1,39 @@
+// Store keys of a training run (design.md, "Storage layout"): <name>/runs/<run-id>/{model,checkpoints}/.
+import { checkStoreKey } from "./store-keys.ts";
+
+export const runModelKey = (name: string, runId: string) => checkStoreKey(`${name}/runs/${runId}/model`);
+export const runCheckpointKey = (name: string, runId: string) => checkStoreKey(`${name}/runs/${runId}/checkpoints`);
+export const outputsKey = (name: string, stamp: string) => checkStoreKey(`${name}/outputs/${stamp}`);
+
+export const MODEL_FILES = { weights: "pytorch_lora_weights.safetensors", manifest: "avatar.json", handler: "handler.py", requirements: "requirements.txt" } as const;
+
+/** avatar.json as the trainer writes it (schema 1). */
+export interface AvatarManifest {
+  schema: 1;
+  name: string;
+  run_id: string;
+  base_model: string;
+  pipeline: "sd15" | "sdxl";
+  token: string;
+  class_word: string;
+  instance_prompt: string;
+  resolution: number;
+  rank: number;
+  steps: number;
+  dataset_sha256: string;
+  trainer_version: string;
+  captions: "none" | "blip";
+}
+
+/** Why a parsed avatar.json is unusable, or undefined. */
+export function manifestProblem(value: unknown): string | undefined {
+  if (typeof value !== "object" || value === null) return "is not a JSON object";
+  const m = value as Record<string, unknown>;
+  if (m.schema !== 1) return `has schema ${String(m.schema)}, expected 1`;
+  for (const key of ["name", "run_id", "base_model", "token", "class_word", "instance_prompt"]) {
+    if (typeof m[key] !== "string" || m[key] === "") return `has no "${key}"`;
+  }
+  if (m.pipeline !== "sd15" && m.pipeline !== "sdxl") return `has an unknown pipeline "${String(m.pipeline)}"`;
+  if (typeof m.resolution !== "number") return 'has no numeric "resolution"';
+  return undefined;
+}

@@ -1,0 +1,44 @@
+// Deploy: the avatar's default (or a chosen) model version to its endpoint, with a live stage display.
+import type { Backend, EndpointInfo, ModelVersion } from "../backends/backend.ts";
+import type { Context } from "../context.ts";
+import type { Gpu } from "../core/config.ts";
+import { AvatarError } from "../core/errors.ts";
+import { resourceLabels } from "../core/names.ts";
+
+export interface DeployInput {
+  name: string;
+  version?: string;
+  gpu: Gpu;
+}
+
+export interface DeployResult {
+  endpoint: EndpointInfo | undefined;
+  version: ModelVersion;
+  reused: boolean;
+  dryRun: boolean;
+}
+
+export async function deployAvatar(ctx: Context, backend: Backend, input: DeployInput): Promise<DeployResult> {
+  const version = await backend.registry.get(input.name, input.version);
+  if (!version) {
+    throw new AvatarError("NOT_FOUND", `${input.name} has no registered model${input.version ? ` version ${input.version}` : ""}.`, {
+      hint: `Train one with \`avatar train ./selfies --name ${input.name}\`, or list versions with \`avatar status ${input.name}\`.`,
+    });
+  }
+  if (ctx.flags.dryRun) return { endpoint: undefined, version, reused: false, dryRun: true };
+  const spinner = await ctx.out.spinner(`Deploying ${input.name} v${version.versionId}`);
+  const stop = ctx.keepsRunning(`the ${input.name} endpoint (deploying; \`avatar down ${input.name}\` stops it)`);
+  try {
+    const { endpoint, reused } = await backend.serving.deploy(
+      { name: input.name, version, gpu: input.gpu, minReplicas: 1, maxReplicas: 1, labels: resourceLabels(input.name, version.runId) },
+      { signal: ctx.signal, onStage: (stage) => spinner.update(`Deploying ${input.name} v${version.versionId}: ${stage}`) },
+    );
+    spinner.succeed(reused ? `${input.name} v${version.versionId} is already serving` : `Deployed ${input.name} v${version.versionId}`);
+    return { endpoint, version, reused, dryRun: false };
+  } catch (error) {
+    spinner.fail(`Deploying ${input.name} failed`);
+    throw error;
+  } finally {
+    stop();
+  }
+}

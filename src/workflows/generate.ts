@@ -1,0 +1,84 @@
+// Generate: prompts → predict requests (one image each, so every response stays well under the
+// 1.5 MB limit of a shared Vertex endpoint) → image files, a contact sheet, and seeds to reproduce them.
+import { mkdir, writeFile } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import type { Backend } from "../backends/backend.ts";
+import type { Context } from "../context.ts";
+import { AvatarError } from "../core/errors.ts";
+import { newRunId } from "../core/names.ts";
+import { withAvatar } from "../core/packs.ts";
+import { writeContactSheet } from "../ui/contact-sheet.ts";
+
+export interface GenerateInput {
+  name: string;
+  prompts: string[];
+  negativePrompt?: string;
+  numImages: number;
+  seed?: number;
+  steps?: number;
+  guidance?: number;
+  width?: number;
+  height?: number;
+  loraScale?: number;
+  format: "jpeg" | "png";
+  outDir: string;
+  contactSheet: boolean;
+}
+
+export interface GeneratedImage {
+  file: string;
+  prompt: string;
+  seed: number;
+  width?: number;
+  height?: number;
+}
+
+export interface GenerateResult {
+  dir: string;
+  images: GeneratedImage[];
+  contactSheet?: string;
+}
+
+const slug = (text: string) => text.toLowerCase().replace(/\{avatar\}/g, "").replace(/[^a-z0-9]+/g, "-").replace(/^-|-$/g, "").slice(0, 40) || "image";
+
+export async function generateImages(ctx: Context, backend: Backend, input: GenerateInput): Promise<GenerateResult> {
+  const endpoint = await backend.serving.get(input.name);
+  if (!endpoint || endpoint.state !== "ready") {
+    throw new AvatarError("NOT_FOUND", `${input.name} is not deployed.`, { hint: `Run \`avatar deploy ${input.name}\` first.` });
+  }
+  const dir = resolve(ctx.cwd, input.outDir, input.name, newRunId());
+  await mkdir(dir, { recursive: true });
+  const baseSeed = input.seed ?? Math.floor(Math.random() * 2 ** 31);
+  const total = input.prompts.length * input.numImages;
+  const progress = ctx.out.progress(`Generating ${total} image${total === 1 ? "" : "s"}`, total, "steps");
+  const images: GeneratedImage[] = [];
+  const parameters = {
+    ...(input.steps !== undefined && { steps: input.steps }),
+    ...(input.guidance !== undefined && { guidance: input.guidance }),
+    ...(input.width !== undefined && { width: input.width }),
+    ...(input.height !== undefined && { height: input.height }),
+    ...(input.loraScale !== undefined && { lora_scale: input.loraScale }),
+    format: input.format,
+  };
+  progress.update(0);
+  for (const [p, raw] of input.prompts.entries()) {
+    const prompt = withAvatar(raw);
+    for (let i = 0; i < input.numImages; i++) {
+      if (ctx.signal.aborted) throw new AvatarError("INTERRUPTED", `Interrupted after ${images.length} of ${total} images (kept in ${dir}).`);
+      const seed = baseSeed + i;
+      const instance = input.negativePrompt ? { prompt, negative_prompt: input.negativePrompt } : { prompt };
+      const response = await backend.serving.predict(input.name, { instances: [instance], parameters: { ...parameters, num_images: 1, seed } }, { signal: ctx.signal });
+      const prediction = response.predictions[0] as { image_b64?: string; mime_type?: string; seed?: number; width?: number; height?: number; prompt?: string } | undefined;
+      if (!prediction?.image_b64) throw new AvatarError("REMOTE_FAILED", "The endpoint answered without an image.");
+      const extension = prediction.mime_type === "image/png" ? "png" : "jpg";
+      const file = join(dir, `${String(images.length + 1).padStart(2, "0")}-${slug(raw)}-${seed}.${extension}`);
+      await writeFile(file, Buffer.from(prediction.image_b64, "base64"));
+      images.push({ file, prompt: prediction.prompt ?? prompt, seed: prediction.seed ?? seed, width: prediction.width, height: prediction.height });
+      progress.update(images.length);
+    }
+  }
+  progress.done();
+  const contactSheet = input.contactSheet && images.length > 1 ? await writeContactSheet(images.map((i) => i.file), join(dir, "contact-sheet.jpg")) : undefined;
+  await writeFile(join(dir, "images.json"), `${JSON.stringify({ name: input.name, images: images.map((i) => ({ ...i, file: i.file.slice(dir.length + 1) })) }, null, 2)}\n`);
+  return { dir, images, contactSheet };
+}

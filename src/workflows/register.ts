@@ -1,0 +1,69 @@
+// Register: handler.py + requirements.txt beside the weights, then a registry version (idempotent).
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import type { Backend, ModelVersion } from "../backends/backend.ts";
+import type { Context } from "../context.ts";
+import { AvatarError } from "../core/errors.ts";
+import { resourceLabels } from "../core/names.ts";
+import { MODEL_FILES, manifestProblem, runModelKey, type AvatarManifest } from "../core/run-keys.ts";
+import { handlersDir } from "../paths.ts";
+
+export interface RegisterInput {
+  name: string;
+  runId: string;
+}
+
+export interface RegisterResult {
+  version: ModelVersion | undefined;
+  created: boolean;
+  artifactUri: string;
+  manifest: AvatarManifest;
+  dryRun: boolean;
+}
+
+async function readManifest(backend: Backend, key: string): Promise<AvatarManifest> {
+  const stream = await backend.store.read(key);
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(Buffer.from(chunk));
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(Buffer.concat(chunks).toString("utf8"));
+  } catch {
+    throw new AvatarError("BAD_INPUT", `${backend.store.uri(key)} is not valid JSON.`, { hint: "Re-run the training; the trainer writes it." });
+  }
+  const problem = manifestProblem(parsed);
+  if (problem) throw new AvatarError("BAD_INPUT", `${backend.store.uri(key)} ${problem}.`, { hint: "Re-run the training with this version of avatar." });
+  return parsed as AvatarManifest;
+}
+
+export async function registerRun(ctx: Context, backend: Backend, input: RegisterInput): Promise<RegisterResult> {
+  const modelKey = runModelKey(input.name, input.runId);
+  const artifactUri = backend.store.uri(modelKey);
+  for (const file of [MODEL_FILES.weights, MODEL_FILES.manifest]) {
+    if (!(await backend.store.exists(`${modelKey}/${file}`))) {
+      throw new AvatarError("NOT_FOUND", `${artifactUri}/${file} does not exist: run ${input.runId} of ${input.name} has no finished model.`, {
+        hint: `\`avatar status ${input.name}\` lists the runs and their states.`,
+      });
+    }
+  }
+  const manifest = await readManifest(backend, `${modelKey}/${MODEL_FILES.manifest}`);
+  if (manifest.name !== input.name) {
+    throw new AvatarError("BAD_INPUT", `${artifactUri} belongs to avatar "${manifest.name}", not "${input.name}".`);
+  }
+  if (ctx.flags.dryRun) {
+    return { version: undefined, created: false, artifactUri, manifest, dryRun: true };
+  }
+  // The serving container imports handler.py from the model directory (research/hf-serving.md §3).
+  for (const file of [MODEL_FILES.handler, MODEL_FILES.requirements]) {
+    const body = await readFile(join(handlersDir, file));
+    await backend.store.put(`${modelKey}/${file}`, body, { contentType: "text/plain", overwrite: true });
+  }
+  const { version, created } = await backend.registry.register({
+    name: input.name,
+    runId: input.runId,
+    modelKey,
+    labels: resourceLabels(input.name, input.runId),
+    description: `${manifest.pipeline} LoRA of ${manifest.base_model}, trigger "${manifest.token} ${manifest.class_word}"`,
+  });
+  return { version, created, artifactUri, manifest, dryRun: false };
+}
