@@ -9,19 +9,17 @@ import { deployCommand } from "./deploy.ts";
 import { generateCommand } from "./generate.ts";
 import { listCommand } from "./list.ts";
 import { downCommand } from "./down.ts";
+import { prepareCommand } from "./prepare.ts";
 import { notAvailableYet, type CommandSpec } from "./spec.ts";
+import { uploadCommand } from "./upload.ts";
 
 
 export const commands: readonly CommandSpec[] = [
   initCommand,
   doctorCommand,
   configCommand,
-  notAvailableYet("prepare", "Validate and normalise a folder of selfies", ["avatar prepare ./selfies"], [
-    { name: "dir", description: "folder of photos" },
-  ]),
-  notAvailableYet("upload", "Prepare a folder and upload it as a dataset", ["avatar upload ./selfies --name alice"], [
-    { name: "dir", description: "folder of photos" },
-  ]),
+  prepareCommand,
+  uploadCommand,
   notAvailableYet("train", "Prepare, upload, train a LoRA and register it", ["avatar train ./selfies --name alice"], [
     { name: "dir", description: "folder of photos" },
   ]),

@@ -1,0 +1,70 @@
+// The object store both backends share: GCS (vertex) or a directory (local), with the same layout.
+// Keys are relative to the store root (`gs://<bucket>/avatar/` or `<store>/avatar/`), see core/store-keys.
+import type { Readable } from "node:stream";
+import type { Context } from "../context.ts";
+import { requireValue } from "../core/config.ts";
+
+export interface ObjectInfo {
+  key: string;
+  uri: string;
+  size: number;
+  contentType?: string;
+  /** Custom metadata (GCS object metadata; a sidecar-free best effort locally). */
+  metadata?: Record<string, string>;
+  updated?: string;
+}
+
+/**
+ * What to upload. A function is called once per attempt, so the store can retry a failed upload
+ * from the start; a plain stream can be sent only once.
+ */
+export type PutBody = Uint8Array | Readable | (() => Readable);
+
+export interface PutOptions {
+  contentType?: string;
+  metadata?: Record<string, string>;
+  /** Expected size when known (progress totals only). */
+  size?: number;
+  /** Called with the total bytes sent so far. */
+  onProgress?: (bytes: number) => void;
+  signal?: AbortSignal;
+  /**
+   * Default false: create-only. When the key already exists the put fails with an AvatarError
+   * whose code is ALREADY_EXISTS and nothing is written.
+   */
+  overwrite?: boolean;
+}
+
+export interface ObjectStore {
+  readonly kind: "gcs" | "local";
+  /** URI of the root, e.g. gs://bucket/avatar or file:///home/me/.avatar/store/avatar. */
+  readonly rootUri: string;
+  uri(key: string): string;
+  exists(key: string): Promise<boolean>;
+  /** undefined when there is no such object. */
+  stat(key: string): Promise<ObjectInfo | undefined>;
+  /**
+   * Writes an object so that it appears complete or not at all: a failed or interrupted put never
+   * leaves an object at `key`.
+   */
+  put(key: string, body: PutBody, options?: PutOptions): Promise<ObjectInfo>;
+  /** Fails with NOT_FOUND when missing. */
+  read(key: string, options?: { signal?: AbortSignal }): Promise<Readable>;
+  /** Objects whose key starts with prefix, sorted by key. */
+  list(prefix: string): Promise<ObjectInfo[]>;
+  /** Idempotent: deleting a missing object is not an error. */
+  delete(key: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** The store of the configured backend: GCS for vertex (needs a bucket), a directory for local. */
+export async function openStore(ctx: Pick<Context, "config" | "env">): Promise<ObjectStore> {
+  const values = ctx.config.values;
+  if (values.backend === "vertex") {
+    const bucket = requireValue(ctx.config, "bucket");
+    const { openGcsStore } = await import("./vertex/store.ts");
+    return openGcsStore({ bucket, project: values.project, env: ctx.env });
+  }
+  const { LocalStore } = await import("./local/store.ts");
+  return new LocalStore(values.store);
+}

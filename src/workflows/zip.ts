@@ -1,0 +1,53 @@
+// The dataset zip, streamed: entries are fed to archiver one at a time from the spooled normalised
+// JPEGs, each read only when archiver asks for it, so memory holds about one image however large the
+// dataset. Fixed timestamps, permissions and order make the bytes identical for the same photos.
+import { createHash } from "node:crypto";
+import { readFile } from "node:fs/promises";
+import { Readable } from "node:stream";
+import { ZipArchive } from "archiver";
+import { AvatarError } from "../core/errors.ts";
+
+/** Every entry carries this timestamp (DOS time has no time zone: UTC fields are used). */
+export const ZIP_DATE = new Date(Date.UTC(2000, 0, 1, 0, 0, 0));
+const ENTRY_MODE = 0o644;
+
+export interface ZipImage {
+  entry: string;
+  /** The file to read. */
+  file: string;
+  /** Expected sha256 of the file: a spooled image changed behind our back fails the zip. */
+  sha256: string;
+}
+
+function lazyVerified(image: ZipImage): Readable {
+  return Readable.from(
+    (async function* () {
+      const data = await readFile(image.file);
+      const sha = createHash("sha256").update(data).digest("hex");
+      if (sha !== image.sha256) {
+        throw new AvatarError("INTERNAL", `The prepared copy of ${image.entry} changed while the dataset was being zipped.`, {
+          hint: "Run the command again.",
+        });
+      }
+      yield data;
+    })(),
+    { objectMode: false },
+  );
+}
+
+/** A readable zip of the images, in the given order, named by their entry names. */
+export function datasetZip(images: readonly ZipImage[]): Readable {
+  const archive = new ZipArchive({ store: true, forceZip64: false, comment: "" });
+  let next = 0;
+  const feed = () => {
+    if (next >= images.length) {
+      archive.finalize().catch((error: unknown) => archive.destroy(error as Error));
+      return;
+    }
+    const image = images[next++]!;
+    archive.append(lazyVerified(image), { name: image.entry, date: ZIP_DATE, mode: ENTRY_MODE });
+  };
+  archive.on("entry", feed);
+  feed();
+  return archive;
+}
