@@ -66,8 +66,13 @@ def save(root: Path, step: int, lora_state: dict, optimizer_state: dict, rng_sta
     _atomic_write(path / "state.json", lambda p: p.write_text(json.dumps(state, indent=2, sort_keys=True)))
     _atomic_write(path / MARKER, lambda p: p.write_text(f"{step}\n"))
 
-    for _, old in list_complete(root)[:-keep] if keep > 0 else []:
+    for _, old in list_complete(root)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
+    # Leftovers of attempts cut short before this step can never become complete: drop them.
+    for entry in root.iterdir():
+        m = _NAME.match(entry.name)
+        if m and int(m.group(1)) < step and entry.is_dir() and not (entry / MARKER).exists():
+            shutil.rmtree(entry, ignore_errors=True)
     return path
 
 

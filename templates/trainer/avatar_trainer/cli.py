@@ -2,7 +2,8 @@
 
 Every input is a flag. Argument errors exit 2 (argparse); failures print one line
 `error: <message>` on stderr and exit 1 (traceback only with --verbose or AVATAR_DEBUG=1);
-a SIGTERM (Spot preemption) checkpoints and exits 143, Ctrl-C exits 130.
+a SIGTERM (Spot preemption) finishes the step, checkpoints, and `run` returns 143 (Ctrl-C: 130);
+`python -m avatar_trainer` then re-raises the signal so the process dies by it.
 Nothing heavy is imported here, so --help and argument errors return instantly.
 """
 
