@@ -15,6 +15,7 @@ visibly changes the output.
 from __future__ import annotations
 
 import http.client
+import importlib.util
 import json
 import os
 import queue
@@ -24,6 +25,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import textwrap
 import threading
 import time
 from pathlib import Path
@@ -34,6 +36,10 @@ HANDLERS_DIR = REPO_ROOT / "handlers"
 HANDLER_PY = HANDLERS_DIR / "handler.py"
 LOCAL_SERVER_PY = HANDLERS_DIR / "local_server.py"
 TRAINER_DIR = REPO_ROOT / "templates" / "trainer"
+
+# Measurements collected by the tests and printed in the pytest summary (conftest.py).
+CONSTRUCTION_SECONDS: dict[str, float] = {}
+IMAGE_SECONDS: list[tuple[str, float]] = []
 
 UNET_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
 TEXT_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
@@ -232,3 +238,91 @@ def timed_health(server: LocalServer) -> tuple[float, int, bytes]:
     started = time.perf_counter()
     status, _, body = server.request("GET", server.health, timeout=10)
     return time.perf_counter() - started, status, body
+
+
+# ------------------------------------------------------------------------------------------
+# a fake handler.py for the server tests, and importing the real one
+
+# A stand-in handler.py for testing the server's contract cheaply. Its behaviour is driven by the
+# request's "parameters" (sleep / spin / raise / return) and by FAKE_INIT_* environment variables.
+FAKE_HANDLER = textwrap.dedent(
+    '''
+    import os, sys, threading, time
+
+    import fake_sibling  # importable only if the server put the model dir on sys.path
+
+    _lock = threading.Lock()
+    _state = {"calls": 0, "active": 0, "max_active": 0}
+
+
+    class EndpointHandler:
+        def __init__(self, path):
+            self.path = path
+            self.path_type = type(path).__name__
+            if os.environ.get("FAKE_INIT_SLEEP"):
+                time.sleep(float(os.environ["FAKE_INIT_SLEEP"]))
+            if os.environ.get("FAKE_INIT_FAIL"):
+                raise RuntimeError(os.environ["FAKE_INIT_FAIL"])
+
+        def __call__(self, data):
+            with _lock:
+                _state["calls"] += 1
+                call = _state["calls"]
+                _state["active"] += 1
+                _state["max_active"] = max(_state["max_active"], _state["active"])
+            started = time.time()
+            try:
+                params = data.get("parameters") or {}
+                if "sleep" in params:
+                    time.sleep(params["sleep"])
+                if "spin" in params:  # pure-Python busy loop: holds the GIL as much as it can
+                    end = time.perf_counter() + params["spin"]
+                    x = 0
+                    while time.perf_counter() < end:
+                        x += 1
+                if "raise" in params:
+                    kind = {"value": ValueError, "runtime": RuntimeError, "key": KeyError}[params.get("raise_type", "value")]
+                    raise kind(params["raise"])
+                result = params.get("return")
+                if result == "pil":
+                    from PIL import Image
+                    return {"predictions": [Image.new("RGB", (4, 3), (255, 0, 0))]}
+                if result == "object":
+                    return {"predictions": [object()]}
+                if result == "list":
+                    return ["bare", "list"]
+                return {
+                    "predictions": [{"echo": data}],
+                    "call": call,
+                    "max_active": _state["max_active"],
+                    "start": started,
+                    "end": time.time(),
+                    "path": self.path,
+                    "path_type": self.path_type,
+                    "sys_path0": sys.path[0],
+                    "module": __name__,
+                    "sibling": fake_sibling.VALUE,
+                }
+            finally:
+                with _lock:
+                    _state["active"] -= 1
+    '''
+)
+
+
+def write_fake_model_dir(directory: Path, filename: str = "handler.py") -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / filename).write_text(FAKE_HANDLER)
+    (directory / "fake_sibling.py").write_text("VALUE = 'sibling-ok'\n")
+    return directory
+
+
+def load_handler_module(name: str = "avatar_handler_under_test"):
+    """Import handlers/handler.py by path (it is shipped as a loose file, not a package)."""
+    spec = importlib.util.spec_from_file_location(name, HANDLER_PY)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+

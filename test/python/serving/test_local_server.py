@@ -10,8 +10,7 @@ import socket
 import time
 
 import pytest
-from conftest import write_fake_model_dir
-from serving_support import LocalServer, http_request
+from serving_support import LocalServer, http_request, write_fake_model_dir
 
 VERTEX_HEALTH = "/v1/endpoints/123/deployedModels/456"
 VERTEX_PREDICT = "/v1/endpoints/123/deployedModels/456:predict"

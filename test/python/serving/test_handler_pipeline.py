@@ -1,0 +1,183 @@
+"""handler.py on the tiny SD 1.x and SDXL pipelines with a random (non-trivial) peft LoRA.
+
+Every generation uses the smallest allowed size (256 px) and 1 step, mostly without
+classifier-free guidance (guidance 0), to keep the suite quick on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+from serving_support import HANDLER_PY, IMAGE_SECONDS, TRAINER_DIR
+
+FAST = {"steps": 1, "guidance": 0}
+
+
+def call(handler, kind, body):
+    started = time.perf_counter()
+    result = handler(body)
+    params = body.get("parameters") or {}
+    if params.get("steps") == 1 and params.get("guidance") == 0:  # comparable calls only
+        IMAGE_SECONDS.append((kind, (time.perf_counter() - started) / len(result["predictions"])))
+    return result
+
+
+def decode(prediction) -> Image.Image:
+    image = Image.open(io.BytesIO(base64.b64decode(prediction["image_b64"], validate=True)))
+    image.load()
+    return image
+
+
+def pixels(prediction) -> np.ndarray:
+    return np.asarray(decode(prediction).convert("RGB")).astype(np.int16)
+
+
+def test_valid_request_gives_a_jpeg_of_the_requested_size(kind_handler):
+    kind, handler, _ = kind_handler
+    body = {"instances": [{"prompt": "a photo of {avatar}", "negative_prompt": "blurry"}],
+            "parameters": dict(FAST, seed=7, width=264.0, height=256)}
+    result = call(handler, kind, body)
+    assert list(result) == ["predictions"]
+    [prediction] = result["predictions"]
+    assert set(prediction) == {"image_b64", "mime_type", "seed", "prompt", "width", "height"}
+    assert prediction["mime_type"] == "image/jpeg"
+    assert prediction["seed"] == 7
+    assert prediction["prompt"] == "a photo of sks person"
+    assert (prediction["width"], prediction["height"]) == (264, 256)
+    assert base64.b64decode(prediction["image_b64"]).startswith(b"\xff\xd8\xff")
+    image = decode(prediction)
+    assert image.format == "JPEG" and image.mode == "RGB" and image.size == (264, 256)
+    assert np.asarray(image).std() > 5  # a generated picture, not a blank frame
+    json.dumps(result)  # JSON-native all the way down
+
+
+def test_same_seed_same_image_other_seed_differs_png(kind_handler):
+    kind, handler, _ = kind_handler
+    body = {"instances": ["portrait of {avatar}"], "parameters": dict(FAST, seed=11, format="png")}
+    first = call(handler, kind, body)["predictions"][0]
+    again = call(handler, kind, body)["predictions"][0]
+    other = call(handler, kind, dict(body, parameters=dict(FAST, seed=12, format="png")))["predictions"][0]
+    assert first["mime_type"] == "image/png"
+    assert decode(first).format == "PNG" and decode(first).size == (256, 256)  # avatar.json resolution 64 → 256
+    assert first["image_b64"] == again["image_b64"]
+    assert first["image_b64"] != other["image_b64"]
+    assert np.abs(pixels(first) - pixels(other)).mean() > 2
+
+
+def test_lora_scale_zero_equals_the_base_model(kind_handler):
+    kind, handler, model_dir = kind_handler
+    import torch
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+
+    # 2 steps: with 1 step the (leading-spaced) schedule samples only t=1, where the UNet barely acts
+    params = dict(steps=2, guidance=0, seed=21, format="png", width=256, height=256)
+    body = {"instances": ["a photo of {avatar}"], "parameters": dict(params, lora_scale=0)}
+    without = pixels(call(handler, kind, body)["predictions"][0])
+    full = pixels(call(handler, kind, dict(body, parameters=dict(params, lora_scale=1.0)))["predictions"][0])
+    half = pixels(call(handler, kind, dict(body, parameters=dict(params, lora_scale=0.5)))["predictions"][0])
+
+    base_dir = json.loads((model_dir / "avatar.json").read_text())["base_model"]
+    pipeline_class = StableDiffusionXLPipeline if kind == "sdxl" else StableDiffusionPipeline
+    base = pipeline_class.from_pretrained(base_dir)
+    base.set_progress_bar_config(disable=True)
+    image = base(prompt="a photo of sks person", num_inference_steps=2, guidance_scale=0, width=256, height=256,
+                 generator=[torch.Generator("cpu").manual_seed(21)]).images[0]
+    reference = np.asarray(image).astype(np.int16)
+
+    # equal up to float noise (CPU kernels may round differently for differently placed tensors)
+    zero_diff = np.abs(without - reference).mean()
+    assert np.abs(without - reference).max() <= 2
+    assert zero_diff < 0.05
+    # ...while the LoRA itself clearly changes the picture, and the scale is continuous
+    full_diff = np.abs(full - reference).mean()
+    half_diff = np.abs(half - reference).mean()
+    assert full_diff > 0.5 and full_diff > 20 * zero_diff
+    assert zero_diff < half_diff < full_diff
+
+
+def test_instances_times_num_images_with_consecutive_seeds(kind_handler):
+    kind, handler, _ = kind_handler
+    body = {
+        "instances": [{"prompt": "{avatar} skiing", "negative_prompt": "text"}, "an oil painting of {avatar}"],
+        "parameters": {"steps": 1, "guidance": 1.5, "num_images": 2, "seed": 2**32 - 1},
+    }
+    predictions = call(handler, kind, body)["predictions"]
+    assert [(p["prompt"], p["seed"]) for p in predictions] == [
+        ("sks person skiing", 2**32 - 1),
+        ("sks person skiing", 0),  # wraps around: every returned seed can be asked for again
+        ("an oil painting of sks person", 2**32 - 1),
+        ("an oil painting of sks person", 0),
+    ]
+    images = [pixels(p) for p in predictions]
+    assert all(image.shape == (256, 256, 3) for image in images)
+    assert np.abs(images[0] - images[1]).mean() > 1  # different seeds
+    assert np.abs(images[0] - images[2]).mean() > 0  # same seed, different prompt
+
+
+def test_random_seed_is_returned_and_reproduces(sd15_handler):
+    first = call(sd15_handler, "sd15", {"instances": ["{avatar}"], "parameters": dict(FAST)})["predictions"][0]
+    assert isinstance(first["seed"], int) and 0 <= first["seed"] < 2**32
+    again = call(sd15_handler, "sd15", {"instances": ["{avatar}"], "parameters": dict(FAST, seed=first["seed"])})
+    assert again["predictions"][0]["image_b64"] == first["image_b64"]
+
+
+def test_oversized_response_is_refused_with_advice(sd15_handler, monkeypatch):
+    body = {"instances": ["{avatar}"], "parameters": dict(FAST, seed=1, format="png")}
+    size = len(json.dumps(call(sd15_handler, "sd15", body)))
+    monkeypatch.setenv("AVATAR_MAX_RESPONSE_BYTES", str(size - 1))
+    with pytest.raises(ValueError) as info:
+        sd15_handler(body)
+    message = str(info.value)
+    assert f"the response would be {size} bytes, over the {size - 1}-byte limit" in message
+    assert "fewer images per request" in message
+    monkeypatch.setenv("AVATAR_MAX_RESPONSE_BYTES", str(size))
+    assert len(sd15_handler(body)["predictions"]) == 1
+
+
+def test_invalid_request_fails_before_generating(sd15_handler):
+    started = time.perf_counter()
+    with pytest.raises(ValueError, match="parameters.steps must be between 1 and 100"):
+        sd15_handler({"instances": ["x"] * 8, "parameters": {"num_images": 8, "steps": 1000}})
+    assert time.perf_counter() - started < 0.5
+
+
+def test_device_and_dtype(kind_handler):
+    import torch
+
+    _, handler, _ = kind_handler
+    if torch.cuda.is_available():  # pragma: no cover - no GPU in CI
+        assert (handler.device, handler.dtype) == ("cuda", torch.float16)
+    else:
+        assert (handler.device, handler.dtype) == ("cpu", torch.float32)
+    assert handler.pipe.unet.dtype == handler.dtype
+    assert "avatar" in handler.pipe.get_list_adapters()["unet"]
+
+
+def test_handler_serves_a_lora_written_by_the_trainer(handler_module, tiny_sd15_dir, dataset_zip, tmp_path):
+    """The real trainer's output (avatar.json + LoRA) + handler.py is a servable model directory."""
+    out, checkpoints = tmp_path / "model", tmp_path / "ck"
+    env = dict(os.environ, PYTHONPATH=str(TRAINER_DIR))
+    proc = subprocess.run(
+        [sys.executable, "-m", "avatar_trainer", "--base", str(tiny_sd15_dir), "--dataset", str(dataset_zip),
+         "--output-dir", str(out), "--checkpoint-dir", str(checkpoints), "--steps", "2", "--resolution", "64",
+         "--rank", "4", "--name", "trained", "--run-id", "20260101-000002"],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    meta = json.loads((out / "avatar.json").read_text())
+    shutil.copy2(HANDLER_PY, out / "handler.py")
+    handler = handler_module.EndpointHandler(str(out))
+    assert handler.trigger == f"{meta['token']} {meta['class_word']}"
+    [prediction] = handler({"instances": ["a photo of {avatar}"], "parameters": dict(FAST, seed=3)})["predictions"]
+    assert prediction["prompt"] == f"a photo of {meta['token']} {meta['class_word']}"
+    assert decode(prediction).size == (256, 256)
