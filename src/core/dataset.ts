@@ -235,6 +235,8 @@ export interface Candidate {
   dhash: string;
   /** Source pixel count: among near-duplicates the largest original is kept. */
   sourcePixels: number;
+  /** Reached through an in-folder symlink: the real file wins an exact-duplicate tie. */
+  symlink?: boolean;
 }
 
 export type Decision =
@@ -247,7 +249,7 @@ export function comparePaths(a: string, b: string): number {
 }
 
 /**
- * Drops exact duplicates (same normalised bytes: the first path wins) and near-duplicates (dHash
+ * Drops exact duplicates (same normalised bytes: the first path wins, real files before symlinks) and near-duplicates (dHash
  * distance ≤ threshold: the largest original wins, ties broken by content hash). The kept photos
  * are ordered by content hash, so renaming files changes neither the zip nor its name.
  */
@@ -256,7 +258,8 @@ export function selectImages(candidates: readonly Candidate[], threshold: number
   const decisions = new Map<string, Decision>();
   const firstBySha = new Map<string, Candidate>();
   const unique: Candidate[] = [];
-  for (const c of byPath) {
+  const realFirst = [...byPath].sort((a, b) => Number(a.symlink ?? false) - Number(b.symlink ?? false) || comparePaths(a.path, b.path));
+  for (const c of realFirst) {
     const first = firstBySha.get(c.sha256);
     if (first) decisions.set(c.path, { path: c.path, kept: false, code: "duplicate", of: first.path });
     else {

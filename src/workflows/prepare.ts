@@ -98,6 +98,7 @@ interface Found {
   rel: string;
   /** The path to read: the file itself, or the in-folder target of a symlink. */
   abs: string;
+  symlink?: boolean;
 }
 
 interface Processed {
@@ -165,7 +166,7 @@ async function scan(root: string, recursive: boolean, skips: FileReport[]): Prom
           continue;
         }
         const info = await lstat(target).catch(() => undefined);
-        if (info?.isFile()) found.push({ rel, abs: target });
+        if (info?.isFile()) found.push({ rel, abs: target, symlink: true });
         else if (info?.isDirectory()) skips.push(skipped(rel, "symlink-folder"));
         else skips.push(skipped(rel, "not-regular"));
       } else if (entry.isFile()) {
@@ -248,7 +249,8 @@ async function processOne(sharp: Sharp, found: Found, options: Required<Pick<Pre
   };
   let meta;
   try {
-    meta = await sharp(data, inputOptions).metadata();
+    // Header only: no pixel is decoded here, so the pixel cap is checked by us just below.
+    meta = await sharp(data, { ...inputOptions, limitInputPixels: false }).metadata();
   } catch (error) {
     return { report: skipped(rel, "corrupt", { message: errorText(error) }, { format }) };
   }
@@ -297,7 +299,7 @@ async function processOne(sharp: Sharp, found: Found, options: Required<Pick<Pre
   const report: FileReport = { path: rel, status: "kept", format, source, width: info.width, height: info.height, bytes: jpeg.length, sha256, notes };
   return {
     report,
-    candidate: { path: rel, sha256, dhash: differenceHash(grid), sourcePixels: width * height, file, bytes: jpeg.length },
+    candidate: { path: rel, sha256, dhash: differenceHash(grid), sourcePixels: width * height, symlink: found.symlink, file, bytes: jpeg.length },
   };
 }
 

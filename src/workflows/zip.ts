@@ -45,7 +45,10 @@ export function datasetZip(images: readonly ZipImage[]): Readable {
       return;
     }
     const image = images[next++]!;
-    archive.append(lazyVerified(image), { name: image.entry, date: ZIP_DATE, mode: ENTRY_MODE });
+    const source = lazyVerified(image);
+    // archiver pipes sources through a PassThrough, which does not forward errors: fail the archive.
+    source.once("error", (error) => archive.destroy(error));
+    archive.append(source, { name: image.entry, date: ZIP_DATE, mode: ENTRY_MODE });
   };
   archive.on("entry", feed);
   feed();

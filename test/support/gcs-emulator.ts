@@ -121,8 +121,15 @@ export interface CuttingProxy {
   endpoint: string;
   /** Bytes forwarded from clients to the server so far. */
   readonly clientBytes: number;
-  /** Cut all connections once this many client bytes have passed (from now), and refuse new ones while cut. */
-  cutAfter(bytes: number): void;
+  /**
+   * Cut all connections once this many client bytes have passed (from now). By default new
+   * connections are refused until heal(); with { once: true } only the live ones are cut.
+   */
+  cutAfter(bytes: number, options?: { once?: boolean }): void;
+  /** How many times connections were cut. */
+  readonly cuts: number;
+  /** The start (request line and headers) of every HTTP request clients sent, as text. */
+  readonly heads: string[];
   /** Accept and forward connections again. */
   heal(): void;
   close(): Promise<void>;
@@ -132,9 +139,14 @@ export async function startCuttingProxy(targetPort: number): Promise<CuttingProx
   let forwarded = 0;
   let limit = Infinity;
   let cut = false;
+  let once = false;
+  let cuts = 0;
+  const heads: string[] = [];
   const sockets = new Set<Socket>();
   const cutAll = () => {
-    cut = true;
+    cuts++;
+    cut = !once;
+    limit = Infinity;
     for (const s of sockets) s.destroy();
     sockets.clear();
   };
@@ -153,7 +165,9 @@ export async function startCuttingProxy(targetPort: number): Promise<CuttingProx
       sockets.delete(upstream);
     };
     client.on("data", (chunk: Buffer) => {
-      if (cut) return drop();
+      if (cut || !sockets.has(client)) return drop();
+      const start = chunk.subarray(0, 4096).toString("latin1");
+      if (/^(GET|POST|PUT|PATCH|DELETE|HEAD) \//.test(start)) heads.push(start);
       const room = limit - forwarded;
       if (chunk.length >= room) {
         if (room > 0) upstream.write(chunk.subarray(0, room));
@@ -180,7 +194,12 @@ export async function startCuttingProxy(targetPort: number): Promise<CuttingProx
     get clientBytes() {
       return forwarded;
     },
-    cutAfter(bytes) {
+    get cuts() {
+      return cuts;
+    },
+    heads,
+    cutAfter(bytes, options = {}) {
+      once = options.once === true;
       limit = forwarded + bytes;
     },
     heal() {
@@ -188,6 +207,7 @@ export async function startCuttingProxy(targetPort: number): Promise<CuttingProx
       limit = Infinity;
     },
     close() {
+      once = false;
       cutAll();
       return new Promise((resolve) => server.close(() => resolve()));
     },

@@ -142,6 +142,13 @@ export class GcsStore implements ObjectStore {
           }
           continue;
         }
+        if (isTransient(error) && statusOf(error) === undefined) {
+          const code = /\b(E[A-Z_]{3,})\b/.exec(String((error as Error)?.message ?? ""))?.[1] ?? "connection lost";
+          throw new AvatarError("UNAVAILABLE", `Network error while uploading ${uri} (${code}); nothing was stored.`, {
+            cause: error,
+            hint: "Check the network connection (and AVATAR_GCS_ENDPOINT if you use an emulator), then run the same command again.",
+          });
+        }
         throw mapGoogleError(error, `uploading ${uri}`);
       }
     }
