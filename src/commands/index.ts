@@ -1,4 +1,4 @@
-// Every v1 command, in help order. Commands not built yet answer "not available yet" with exit 2.
+// Every v1 command, in help order (plus `config`).
 import { configCommand } from "./config.ts";
 import { doctorCommand } from "./doctor.ts";
 import { initCommand } from "./init.ts";
@@ -10,7 +10,10 @@ import { generateCommand } from "./generate.ts";
 import { listCommand } from "./list.ts";
 import { downCommand } from "./down.ts";
 import { prepareCommand } from "./prepare.ts";
-import { notAvailableYet, type CommandSpec } from "./spec.ts";
+import { serveCommand } from "./serve.ts";
+import { trainCommand } from "./train.ts";
+import { demoCommand } from "./demo.ts";
+import { type CommandSpec } from "./spec.ts";
 import { uploadCommand } from "./upload.ts";
 
 
@@ -20,9 +23,7 @@ export const commands: readonly CommandSpec[] = [
   configCommand,
   prepareCommand,
   uploadCommand,
-  notAvailableYet("train", "Prepare, upload, train a LoRA and register it", ["avatar train ./selfies --name alice"], [
-    { name: "dir", description: "folder of photos" },
-  ]),
+  trainCommand,
   statusCommand,
   logsCommand,
   registerCommand,
@@ -30,8 +31,6 @@ export const commands: readonly CommandSpec[] = [
   generateCommand,
   listCommand,
   downCommand,
-  notAvailableYet("serve", "Run handler.py locally the way the serving container does", ["avatar serve ./model"], [
-    { name: "model-dir", description: "model directory" },
-  ]),
-  notAvailableYet("demo", "The whole pipeline on the local backend with a tiny model", ["avatar demo"]),
+  serveCommand,
+  demoCommand,
 ];

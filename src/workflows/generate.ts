@@ -14,6 +14,7 @@ export interface GenerateInput {
   prompts: string[];
   negativePrompt?: string;
   numImages: number;
+  /** Seed of the first image; image k gets seed + k. */
   seed?: number;
   steps?: number;
   guidance?: number;
@@ -65,7 +66,7 @@ export async function generateImages(ctx: Context, backend: Backend, input: Gene
     const prompt = withAvatar(raw);
     for (let i = 0; i < input.numImages; i++) {
       if (ctx.signal.aborted) throw new AvatarError("INTERRUPTED", `Interrupted after ${images.length} of ${total} images (kept in ${dir}).`);
-      const seed = baseSeed + i;
+      const seed = baseSeed + images.length; // every image its own seed, reproducible from the first
       const instance = input.negativePrompt ? { prompt, negative_prompt: input.negativePrompt } : { prompt };
       const response = await backend.serving.predict(input.name, { instances: [instance], parameters: { ...parameters, num_images: 1, seed } }, { signal: ctx.signal });
       const prediction = response.predictions[0] as { image_b64?: string; mime_type?: string; seed?: number; width?: number; height?: number; prompt?: string } | undefined;

@@ -1,0 +1,77 @@
+import { defineCommand } from "./spec.ts";
+import { AvatarError } from "../core/errors.ts";
+import { validateAvatarName } from "../core/names.ts";
+
+export const trainCommand = defineCommand({
+  name: "train",
+  summary: "Prepare and upload selfies, train a LoRA, wait for it and register it",
+  description:
+    "Runs prepare → zip → upload (skipped when the same photos are already there) → training job → wait with progress → register. Ctrl-C while waiting: on vertex the job keeps running (`avatar status <name> --wait` re-attaches); on local the trainer stops and the same command resumes from its last checkpoint.",
+  args: [{ name: "dir", description: "folder of 5-20 photos of one person", required: true }],
+  options: [
+    { flags: "-n, --name <name>", description: "avatar name (lowercase letters, digits, dashes)" },
+    { flags: "--base <model>", description: "sdxl, sd15, a Hub id or a local diffusers directory (default: from config)" },
+    { flags: "--gpu <gpu>", description: "l4 or t4 (vertex)", choices: ["l4", "t4"] },
+    { flags: "--steps <n>", description: "training steps (default: 1000 sdxl, 800 sd15)", number: "int" },
+    { flags: "--rank <n>", description: "LoRA rank", default: "16", number: "int" },
+    { flags: "--lr <x>", description: "learning rate", default: "0.0001", number: "float" },
+    { flags: "--resolution <px>", description: "training resolution (default: the base model's)", number: "int" },
+    { flags: "--seed <n>", description: "seed", default: "42", number: "int" },
+    { flags: "--token <word>", description: "trigger token", default: "sks" },
+    { flags: "--class-word <word>", description: "class of the subject: person, man, woman, …", default: "person" },
+    { flags: "--caption <mode>", description: "none (trigger only) or blip (auto-captions)", choices: ["none", "blip"], default: "none" },
+    { flags: "--caption-model <id>", description: "BLIP model id or directory for --caption blip" },
+    { flags: "--checkpoint-every <n>", description: "checkpoint interval in steps", number: "int" },
+    { flags: "--max-size <px>", description: "long side of the normalised photos", default: "1024", number: "int" },
+    { flags: "--recursive", description: "also read photos in sub-folders" },
+    { flags: "--spot", description: "vertex: Spot VMs (cheaper, may be preempted; checkpoints resume)" },
+    { flags: "--detach", description: "launch and return; `avatar status <name> --wait` re-attaches" },
+    { flags: "--no-register", description: "do not register the model after training" },
+    { flags: "--force", description: "train a full-size base model even without a GPU" },
+  ],
+  examples: ["avatar train ./selfies --name alice", "avatar train ./selfies --name alice --base sd15 --steps 600 --detach --json"],
+  async run(ctx, { args, options }) {
+    if (typeof options.name !== "string") throw new AvatarError("USAGE", "Which avatar?", { hint: "Pass --name <name>." });
+    const name = validateAvatarName(options.name);
+    const { withBackend } = await import("../workflows/session.ts");
+    const { prepareDataset } = await import("../workflows/prepare.ts");
+    const { ensureDataset } = await import("../workflows/upload.ts");
+    const { trainAvatar } = await import("../workflows/train.ts");
+    return withBackend(ctx, async (backend) => {
+      const prepared = await prepareDataset(ctx, { dir: args[0]!, maxSize: Number(options.maxSize), recursive: options.recursive === true });
+      let dataset;
+      try {
+        dataset = await ensureDataset(ctx, backend.store, prepared, name, { dryRun: ctx.flags.dryRun });
+      } finally {
+        await prepared.dispose();
+      }
+      ctx.out.success(`Dataset ${dataset.status === "exists" ? "already in the store" : dataset.status === "dry-run" ? "checked (dry run)" : "uploaded"}: ${dataset.uri} (${dataset.images} photos)`);
+      const result = await trainAvatar(ctx, backend, {
+        name,
+        dataset: { sha256: dataset.sha256, images: dataset.images },
+        base: (options.base as string | undefined) ?? ctx.config.values.baseModel,
+        steps: options.steps as number | undefined,
+        rank: Number(options.rank),
+        lr: Number(options.lr),
+        seed: Number(options.seed),
+        resolution: options.resolution as number | undefined,
+        token: String(options.token),
+        classWord: String(options.classWord),
+        caption: options.caption as "none" | "blip",
+        captionModel: options.captionModel as string | undefined,
+        checkpointEvery: options.checkpointEvery as number | undefined,
+        spot: options.spot === true,
+        detach: options.detach === true,
+        force: options.force === true,
+        register: options.register !== false,
+      });
+      const human = [
+        `run      ${result.job.runId} (${result.job.state}${result.resumed ? ", resumed" : ""})`,
+        `model    ${result.job.modelUri}`,
+        ...(result.registered?.version ? [`version  ${result.registered.version.versionId}`] : []),
+      ];
+      const next = result.job.state === "running" ? `avatar status ${name} --wait` : result.registered ? `avatar deploy ${name}` : `avatar register --name ${name} --run ${result.job.runId}`;
+      return { data: { dataset, ...result }, human, next: ctx.flags.dryRun ? undefined : next };
+    });
+  },
+});
