@@ -1,7 +1,6 @@
 // A command is data (name, help, options) plus a run function over the injected context.
 // Command files import only core and types statically: heavy modules load inside run().
 import type { Context } from "../context.ts";
-import { AvatarError } from "../core/errors.ts";
 import type { CommandResult } from "../ui/output.ts";
 
 export interface ArgSpec {
@@ -39,19 +38,4 @@ export interface CommandSpec {
 
 export function defineCommand(spec: CommandSpec): CommandSpec {
   return spec;
-}
-
-/** For v1 commands whose issue has not landed yet: a clear exit 2 instead of a stub that pretends. */
-export function notAvailableYet(name: string, summary: string, examples: readonly string[], args?: readonly ArgSpec[]): CommandSpec {
-  return defineCommand({
-    name,
-    summary,
-    args: args?.map((a) => ({ ...a, required: false })),
-    examples,
-    async run() {
-      throw new AvatarError("NOT_AVAILABLE", `avatar ${name} is not available yet in this version.`, {
-        hint: "Run `avatar --help` to see what works today.",
-      });
-    },
-  });
 }

@@ -160,11 +160,3 @@ describe("config precedence end to end", () => {
     expect(json?.data.file).toBe(join(home, "avatar.config.json"));
   });
 });
-
-describe("commands of later issues", () => {
-  it("answer 'not available yet' with exit 2", async () => {
-    const { code, stderr } = await runCli(["demo"], { env: cleanEnv(tempDir()) });
-    expect(code).toBe(2);
-    expect(stderr).toMatch(/not available yet/);
-  });
-});

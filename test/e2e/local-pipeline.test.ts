@@ -1,0 +1,182 @@
+// The local backend end to end, through the built CLI: demo, interrupt + resume, every command's
+// --json shape, and `avatar serve --check`. Real Python trainer and handler on the tiny model.
+import { spawn } from "node:child_process";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import sharp from "sharp";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { cleanEnv, cliPath, runCli } from "../support/cli.ts";
+
+const LONG = 15 * 60_000;
+
+/** Command lines of running processes that mention `needle` (servers or trainers left behind). */
+function processesMentioning(needle: string): string[] {
+  const found: string[] = [];
+  for (const pid of readdirSync("/proc").filter((p) => /^\d+$/.test(p))) {
+    try {
+      const cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8").replace(/\0/g, " ");
+      if (cmdline.includes(needle) && !cmdline.includes("vitest")) found.push(`${pid}: ${cmdline}`);
+    } catch {
+      // the process ended while we looked
+    }
+  }
+  return found;
+}
+
+async function decodable(file: string): Promise<{ width: number; height: number }> {
+  const meta = await sharp(file).metadata();
+  return { width: meta.width ?? 0, height: meta.height ?? 0 };
+}
+
+describe("avatar demo", () => {
+  let home: string;
+  beforeAll(() => {
+    home = mkdtempSync(join(tmpdir(), "avatar-demo-"));
+  });
+  afterAll(() => rmSync(home, { recursive: true, force: true }));
+
+  it("runs the whole pipeline from a clean home: 4 images, a contact sheet, no server left", async () => {
+    const { code, json, stderr } = await runCli(["demo", "--json"], { env: cleanEnv(home), cwd: home, timeoutMs: LONG });
+    expect(code, stderr).toBe(0);
+    expect(json?.ok).toBe(true);
+    const data = json!.data;
+    expect(data.images).toHaveLength(4);
+    for (const file of data.images) {
+      const { width, height } = await decodable(file);
+      expect(width).toBeGreaterThan(0);
+      expect(height).toBe(width);
+    }
+    expect(existsSync(data.contactSheet)).toBe(true);
+    expect((await decodable(data.contactSheet)).width).toBeGreaterThan((await decodable(data.images[0])).width);
+    expect(data.phases.map((p: { phase: string }) => p.phase)).toEqual([
+      "Python environment", "Selfies", "Tiny base model", "Prepare", "Upload", "Train", "Register", "Deploy", "Generate", "Down",
+    ]);
+    expect(data.dataset.status).toBe("uploaded");
+    expect(processesMentioning(home)).toEqual([]);
+  }, LONG);
+
+  it("a second run reuses the Python environment and the uploaded dataset", async () => {
+    const { code, json, stderr } = await runCli(["demo", "--json"], { env: cleanEnv(home), cwd: home, timeoutMs: LONG });
+    expect(code, stderr).toBe(0);
+    expect(json!.data.dataset.status).toBe("exists");
+    expect(stderr).not.toContain("setting up its Python environment");
+    expect(json!.data.images).toHaveLength(4);
+    expect(processesMentioning(home)).toEqual([]);
+  }, LONG);
+});
+
+describe("local backend commands", () => {
+  let home: string;
+  let env: Record<string, string | undefined>;
+  let photos: string;
+  let tiny: string;
+  const name = "alice";
+
+  beforeAll(async () => {
+    home = mkdtempSync(join(tmpdir(), "avatar-local-"));
+    env = cleanEnv(home);
+    // The demo's own building blocks: synthetic selfies and the tiny model, via the built package.
+    const { writeSyntheticSelfies } = await import("../../src/workflows/synthetic-selfies.ts");
+    photos = join(home, "photos");
+    await writeSyntheticSelfies(photos, 6, 3);
+    tiny = join(home, "tiny-sd15");
+    const python = join(process.env.AVATAR_VENV!, "bin", "python");
+    await new Promise<void>((resolve, reject) => {
+      const child = spawn(python, ["-m", "avatar_trainer.tiny", "--pipeline", "sd15", "--out", tiny], {
+        env: { ...process.env, PYTHONPATH: join(cliPath, "..", "..", "templates", "trainer"), HF_HUB_OFFLINE: "1" },
+        stdio: "ignore",
+      });
+      child.on("exit", (code) => (code === 0 ? resolve() : reject(new Error(`tiny kit exited ${code}`))));
+    });
+  }, LONG);
+  afterAll(async () => {
+    await runCli(["down", name], { env, cwd: home });
+    rmSync(home, { recursive: true, force: true });
+  });
+
+  const trainArgs = () => ["train", photos, "--name", name, "--base", tiny, "--steps", "30", "--resolution", "64", "--rank", "4", "--checkpoint-every", "2", "--no-register", "-v"];
+
+  it("Ctrl-C during training stops the trainer; the same command resumes from its checkpoint", async () => {
+    const child = spawn(process.execPath, [cliPath, ...trainArgs()], { cwd: home, env: env as NodeJS.ProcessEnv, stdio: ["ignore", "pipe", "pipe"] });
+    let stderr = "";
+    const interrupted = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no checkpoint seen:\n${stderr}`)), LONG);
+      child.stderr.on("data", (d) => {
+        stderr += d;
+        if (/checkpoint step=4\b/.test(stderr)) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+    });
+    child.kill("SIGINT");
+    expect(await interrupted).toBe(130);
+    expect(stderr).toMatch(/Interrupted/);
+    expect(stderr).toMatch(/Nothing keeps running remotely|resume/);
+    expect(processesMentioning(home).filter((p) => p.includes("avatar_trainer"))).toEqual([]);
+
+    const resumed = await runCli([...trainArgs(), "--json"], { env, cwd: home, timeoutMs: LONG });
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expect(resumed.json!.data.resumed).toBe(true);
+    expect(resumed.json!.data.job.state).toBe("succeeded");
+    const logs = await runCli(["logs", name, "--json"], { env, cwd: home });
+    const resumeLine = logs.json!.data.lines.find((l: string) => l.startsWith("phase=resume"));
+    expect(resumeLine).toMatch(/step=(\d+)/);
+    expect(Number(/step=(\d+)/.exec(resumeLine)![1])).toBeGreaterThanOrEqual(4);
+  }, LONG);
+
+  it("register is idempotent, deploy/generate/list/status/down give their --json shapes", async () => {
+    const first = await runCli(["register", "--name", name, "--json"], { env, cwd: home });
+    expect(first.code, first.stderr).toBe(0);
+    expect(first.json!.data.created).toBe(true);
+    expect(first.json!.data.version.versionId).toBe("1");
+    const again = await runCli(["register", "--name", name, "--json"], { env, cwd: home });
+    expect(again.json!.data).toMatchObject({ created: false, version: { versionId: "1" } });
+
+    const deployed = await runCli(["deploy", name, "--json"], { env, cwd: home, timeoutMs: LONG });
+    expect(deployed.code, deployed.stderr).toBe(0);
+    expect(deployed.json!.data.endpoint.state).toBe("ready");
+    const reused = await runCli(["deploy", name, "--json"], { env, cwd: home });
+    expect(reused.json!.data.reused).toBe(true);
+
+    const generated = await runCli(["generate", name, "{avatar} smiling", "--steps", "2", "--seed", "5", "--width", "128", "--height", "128", "--json"], { env, cwd: home, timeoutMs: LONG });
+    expect(generated.code, generated.stderr).toBe(0);
+    expect(generated.json!.data.images).toHaveLength(1);
+    expect(generated.json!.data.images[0]).toMatchObject({ seed: 5, prompt: "sks person smiling" });
+    expect(await decodable(generated.json!.data.images[0].file)).toEqual({ width: 128, height: 128 });
+
+    const bad = await runCli(["generate", name, "x", "--steps", "1000", "--json"], { env, cwd: home });
+    expect(bad.code).toBe(2);
+    expect(bad.json!.error!.message).toMatch(/steps/);
+
+    const listed = await runCli(["list", "--json"], { env, cwd: home });
+    expect(listed.json!.data.avatars).toEqual([expect.objectContaining({ name, endpoint: expect.objectContaining({ state: "ready" }) })]);
+    const status = await runCli(["status", name, "--json"], { env, cwd: home });
+    expect(status.json!.data.models).toHaveLength(1);
+    expect(status.json!.data.runs.at(-1).state).toBe("succeeded");
+
+    const down = await runCli(["down", name, "--json"], { env, cwd: home });
+    expect(down.json!.data).toEqual({ name, stopped: true });
+    const downAgain = await runCli(["down", name, "--json"], { env, cwd: home });
+    expect(downAgain.json!.data).toEqual({ name, stopped: false });
+    expect(processesMentioning(home).filter((p) => p.includes("local_server"))).toEqual([]);
+  }, LONG);
+
+  it("avatar serve --check runs one prediction through the container stand-in", async () => {
+    const status = await runCli(["status", name, "--json"], { env, cwd: home });
+    const run = status.json!.data.runs.at(-1).runId;
+    const modelDir = join(home, ".avatar", "store", "avatar", name, "runs", run, "model");
+    const { code, json, stderr } = await runCli(["serve", modelDir, "--check", "--steps", "2", "--json"], { env, cwd: home, timeoutMs: LONG });
+    expect(code, stderr).toBe(0);
+    expect(json!.data.check.bytes).toBeGreaterThan(0);
+    expect(json!.data.check.width).toBeGreaterThan(0);
+    expect(json!.data.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+
+    const broken = await runCli(["serve", photos, "--check", "--json"], { env, cwd: home });
+    expect(broken.code).toBe(2);
+    expect(broken.json!.error!.message).toMatch(/pytorch_lora_weights\.safetensors/);
+  }, LONG);
+});
