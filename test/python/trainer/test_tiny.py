@@ -48,3 +48,29 @@ def test_cli_rejects_unknown_pipeline():
     with pytest.raises(SystemExit) as e:
         parse_args(["--pipeline", "flux", "--out", "x"])
     assert e.value.code == 2
+
+
+def test_faces_cli_writes_a_deterministic_zip_of_jpegs(tmp_path):
+    import hashlib
+    import subprocess
+    import sys
+    import zipfile
+
+    from .conftest import subprocess_env
+
+    outs = []
+    for name in ("a.zip", "b.zip"):
+        proc = subprocess.run([sys.executable, "-m", "avatar_trainer.tiny", "--faces", "5", "--size", "72",
+                               "--out", str(tmp_path / name)], capture_output=True, text=True,
+                              env=subprocess_env(), timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.strip() == f"tiny kind=faces images=5 out={tmp_path / name}"
+        outs.append(tmp_path / name)
+    assert hashlib.sha256(outs[0].read_bytes()).digest() == hashlib.sha256(outs[1].read_bytes()).digest()
+    from avatar_trainer.data import load_zip
+
+    imgs = load_zip(outs[0])
+    assert [i.name for i in imgs] == [f"img_{i:03d}.jpg" for i in range(5)]
+    assert all(i.image.size == (72, 72) for i in imgs)
+    with zipfile.ZipFile(outs[0]) as zf:
+        assert len({zf.read(n) for n in zf.namelist()}) == 5  # five different pictures
