@@ -187,12 +187,10 @@ def train(args) -> dict:
     _free(device)
 
     # --- views (crop, flipped crop) and their latents ------------------------------------------
-    views = []  # per instance image: [plain, flipped?]
-    for s in sources:
-        vs = [data_mod.center_crop_resize(s.image, resolution, s.original_size)]
-        if args.flip:
-            vs.append(data_mod.center_crop_resize(s.image, resolution, s.original_size, flip=True))
-        views.append(vs)
+    views = []  # per instance image: [plain crop, mirrored crop (--flip)]
+    for s, crop in zip(sources, crops):
+        views.append([crop, data_mod.center_crop_resize(s.image, resolution, s.original_size, flip=True)]
+                     if args.flip else [crop])
     class_views = [data_mod.center_crop_resize(im, resolution, (resolution, resolution)) for im in class_images]
     n_views = sum(len(v) for v in views) + len(class_views)
     latent_px = (resolution // (2 ** (len(comps.vae.config.block_out_channels) - 1))) ** 2
