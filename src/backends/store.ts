@@ -23,7 +23,10 @@ export type PutBody = Uint8Array | Readable | (() => Readable);
 export interface PutOptions {
   contentType?: string;
   metadata?: Record<string, string>;
-  /** Expected size when known (progress totals only). */
+  /**
+   * Exact size when known: GCS declares it when the upload session starts, so a body of any other
+   * length fails instead of committing.
+   */
   size?: number;
   /** Called with the total bytes sent so far. */
   onProgress?: (bytes: number) => void;
@@ -40,6 +43,8 @@ export interface ObjectStore {
   /** URI of the root, e.g. gs://bucket/avatar or file:///home/me/.avatar/store/avatar. */
   readonly rootUri: string;
   uri(key: string): string;
+  /** Fails (NOT_FOUND, PERMISSION, …) when the store itself is unusable, e.g. the bucket is missing. */
+  ready(): Promise<void>;
   exists(key: string): Promise<boolean>;
   /** undefined when there is no such object. */
   stat(key: string): Promise<ObjectInfo | undefined>;

@@ -185,8 +185,23 @@ async function scan(root: string, recursive: boolean, skips: FileReport[]): Prom
 
 // ---- pass 1: read, check, normalise, hash ----------------------------------------------------
 
-/** Reads a regular file without following a symlink at the last step and without blocking on FIFOs. */
-async function readRegular(path: string): Promise<{ data: Buffer } | { code: SkipCode; details?: SkipDetails }> {
+/**
+ * A per-worker read buffer, reused for every file: input photos (often 3-8 MB each) then never pile
+ * up as garbage waiting for the collector, which keeps peak memory flat.
+ */
+class Scratch {
+  #buffer = Buffer.allocUnsafe(0);
+  get(size: number): Buffer {
+    if (this.#buffer.length < size) this.#buffer = Buffer.allocUnsafe(Math.max(size, 8 * 1024 * 1024));
+    return this.#buffer.subarray(0, size);
+  }
+}
+
+/**
+ * Reads a regular file without following a symlink at the last step and without blocking on FIFOs.
+ * The returned bytes live in `scratch` and are valid until the next read with it.
+ */
+async function readRegular(path: string, scratch: Scratch): Promise<{ data: Buffer } | { code: SkipCode; details?: SkipDetails }> {
   const flags = constants.O_RDONLY | (constants.O_NOFOLLOW ?? 0) | (constants.O_NONBLOCK ?? 0);
   let handle;
   try {
@@ -201,7 +216,7 @@ async function readRegular(path: string): Promise<{ data: Buffer } | { code: Ski
     if (!info.isFile()) return { code: "not-regular" };
     if (info.size === 0) return { code: "empty" };
     if (info.size > DATASET_RULES.maxFileBytes) return { code: "file-too-large", details: { bytes: info.size } };
-    const data = Buffer.allocUnsafe(info.size);
+    const data = scratch.get(info.size);
     let offset = 0;
     while (offset < data.length) {
       const { bytesRead } = await handle.read(data, offset, data.length - offset, offset);
@@ -231,9 +246,14 @@ function errorText(error: unknown): string {
   return (error instanceof Error ? error.message : String(error)).split("\n")[0]!.replace(/^Input (buffer|file) /, "").slice(0, 160);
 }
 
-async function processOne(sharp: Sharp, found: Found, options: Required<Pick<PrepareOptions, "maxSize" | "minSize">> & { spool: string; index: number }): Promise<Processed> {
+async function processOne(
+  sharp: Sharp,
+  found: Found,
+  scratch: Scratch,
+  options: Required<Pick<PrepareOptions, "maxSize" | "minSize">> & { spool: string; index: number },
+): Promise<Processed> {
   const { rel } = found;
-  const read = await readRegular(found.abs);
+  const read = await readRegular(found.abs, scratch);
   if ("code" in read) return { report: skipped(rel, read.code, read.details) };
   const data = read.data;
   const format = sniffFormat(data.subarray(0, SNIFF_BYTES));
@@ -303,14 +323,21 @@ async function processOne(sharp: Sharp, found: Found, options: Required<Pick<Pre
   };
 }
 
-async function pool<T, R>(items: readonly T[], workers: number, signal: AbortSignal, fn: (item: T, index: number) => Promise<R>, onDone: () => void): Promise<R[]> {
+async function pool<T, R>(
+  items: readonly T[],
+  workers: number,
+  signal: AbortSignal,
+  fn: (item: T, index: number, scratch: Scratch) => Promise<R>,
+  onDone: () => void,
+): Promise<R[]> {
   const results: R[] = new Array(items.length);
   let next = 0;
   const run = async () => {
+    const scratch = new Scratch();
     while (next < items.length) {
       if (signal.aborted) throw interrupted();
       const i = next++;
-      results[i] = await fn(items[i]!, i);
+      results[i] = await fn(items[i]!, i, scratch);
       onDone();
     }
   };
@@ -365,10 +392,10 @@ export async function prepareDataset(ctx: Pick<Context, "cwd" | "out" | "signal"
       found,
       workers,
       ctx.signal,
-      (item, index) => {
+      (item, index, scratch) => {
         options.onRead?.(item.abs);
         ctx.out.detail(`reading ${item.rel}`);
-        return processOne(sharp, item, { maxSize, minSize, spool, index });
+        return processOne(sharp, item, scratch, { maxSize, minSize, spool, index });
       },
       () => progress?.update(++done),
     );

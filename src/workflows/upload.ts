@@ -92,9 +92,10 @@ export async function ensureDataset(
 export async function uploadDataset(ctx: Pick<Context, "cwd" | "out" | "signal" | "config" | "env">, options: UploadOptions): Promise<UploadResult> {
   const name = validateAvatarName(options.name);
   const { openStore } = await import("../backends/store.ts");
-  // Open the store first: a missing bucket fails before minutes of image work.
+  // Check the store first: a missing bucket fails before any image work (a dry run only reports).
   const store = await openStore(ctx);
   try {
+    if (!options.dryRun) await store.ready();
     const prepared = await prepareDataset(ctx, options);
     try {
       const upload = await ensureDataset(ctx, store, prepared, name, { dryRun: options.dryRun });

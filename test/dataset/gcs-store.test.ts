@@ -28,7 +28,6 @@ beforeEach(async () => {
   // Uploads use a client with its own retries off, as openGcsStore does.
   current = new GcsStore(emulator.storage(), currentBucket, {
     uploadStorage: emulator.storage({ autoRetry: false, maxRetries: 0 }),
-    chunkSize: 256 * 1024,
     retryDelayMs: 20,
   });
 });
@@ -49,7 +48,6 @@ function throughProxy(bucket: string, attempts = 3): GcsStore {
       projectId: "avatar-test",
       retryOptions: { autoRetry: false, maxRetries: 0 },
     }),
-    chunkSize: 256 * 1024,
     attempts,
     retryDelayMs: 20,
   });
@@ -71,9 +69,11 @@ describe("gcs store specifics", () => {
     expect(start).toMatch(/[?&]ifGenerationMatch=0[& ]/);
     expect(start).toMatch(/[?&]name=avatar%2Falice%2Fdatasets%2Fabc\.zip[& ]/);
     expect(start.toLowerCase()).toContain("x-upload-content-type: application/zip");
-    const chunks = proxy.heads.slice(first).filter((h) => h.startsWith("PUT "));
-    expect(chunks.length).toBeGreaterThanOrEqual(3); // 256 KiB chunks in the test
-    expect(chunks.at(-1)).toMatch(/content-range: bytes \d+-699999\/700000/i);
+    expect(start.toLowerCase()).toContain("x-upload-content-length: 700000");
+    // One streaming request that declares the total: a body cut short can never commit.
+    const puts = proxy.heads.slice(first).filter((h) => h.startsWith("PUT "));
+    expect(puts).toHaveLength(1);
+    expect(puts[0]).toMatch(/content-range: bytes 0-\*\/700000/i);
     const crc32c = new CRC32C();
     crc32c.update(Buffer.alloc(700_000, 9));
     const crc = crc32c.toString();
@@ -122,8 +122,10 @@ describe("gcs store specifics", () => {
     expect(await current.exists("dan/datasets/once.zip")).toBe(false);
   });
 
-  it("a missing bucket is NOT_FOUND with a hint", async () => {
+  it("a missing bucket is NOT_FOUND with a hint (ready() and put)", async () => {
     const store = new GcsStore(emulator.storage(), "no-such-bucket", { uploadStorage: emulator.storage({ autoRetry: false, maxRetries: 0 }) });
+    await expect(store.ready()).rejects.toMatchObject({ code: "NOT_FOUND", message: "The bucket gs://no-such-bucket does not exist.", hint: expect.stringContaining("--bucket") });
+    await expect(current.ready()).resolves.toBeUndefined();
     const error = await store.put("x/datasets/y.zip", Buffer.from("x")).catch((e: unknown) => e);
     expect(error).toMatchObject({ code: "NOT_FOUND" });
   });

@@ -1,5 +1,5 @@
 // The local backend's directory store: the shared contract plus what only a directory can show.
-import { readdirSync, statSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { join, relative, sep } from "node:path";
 import { afterAll, beforeEach, describe, expect, it } from "vitest";
 import { LocalStore } from "../../src/backends/local/store.ts";
@@ -72,6 +72,15 @@ describe("local store specifics", () => {
     expect((await store.list("h/")).map((o) => o.key)).toEqual(["h/datasets/a.zip"]);
     expect(await store.exists("h/datasets/b.zip")).toBe(false);
     expect(await store.partials("h/")).toEqual(["h/datasets/.b.zip.0123456789ab.partial"]);
+  });
+
+  it("ready() accepts a store that does not exist yet and refuses a file in its place", async () => {
+    await expect(new LocalStore(join(work.dir, "not-yet")).ready()).resolves.toBeUndefined();
+    const file = join(work.dir, "a-file");
+    writeFileSync(file, "x");
+    mkdirSync(join(work.dir, "file-store"));
+    writeFileSync(join(work.dir, "file-store", "avatar"), "not a folder");
+    await expect(new LocalStore(join(work.dir, "file-store")).ready()).rejects.toMatchObject({ code: "CONFIG" });
   });
 
   it("openStore picks the directory store for the local backend", async () => {

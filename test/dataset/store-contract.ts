@@ -116,6 +116,16 @@ export function describeStoreContract(label: string, harness: () => StoreHarness
       expect((await rawKeys()).filter((k) => k.startsWith("frank/"))).toEqual([]);
     });
 
+    it("a body shorter or longer than the declared size fails and leaves no object", async () => {
+      const { store, rawKeys } = harness();
+      const short = await store.put("dan/datasets/short.zip", () => Readable.from([Buffer.alloc(500_000, 1)]), { size: 600_000 }).catch((e: unknown) => e);
+      expect(short).toMatchObject({ code: "INTERNAL", message: expect.stringContaining("produced 500000 bytes where 600000 were declared") });
+      const long = await store.put("dan/datasets/long.zip", () => Readable.from([Buffer.alloc(500_000, 1)]), { size: 400_000 }).catch((e: unknown) => e);
+      expect(long).toMatchObject({ code: "INTERNAL" });
+      await new Promise((r) => setTimeout(r, 100));
+      expect((await rawKeys()).filter((k) => k.startsWith("dan/"))).toEqual([]);
+    });
+
     it("rejects keys that could escape the root", async () => {
       const { store } = harness();
       for (const key of ["../x", "a/../../x", "/etc/passwd", "a//b", ".hidden/x"]) {

@@ -126,6 +126,8 @@ export interface CuttingProxy {
    * connections are refused until heal(); with { once: true } only the live ones are cut.
    */
   cutAfter(bytes: number, options?: { once?: boolean }): void;
+  /** Stop forwarding client data after this many bytes, keeping connections open (a stalled network). */
+  stallAfter(bytes: number): void;
   /** How many times connections were cut. */
   readonly cuts: number;
   /** The start (request line and headers) of every HTTP request clients sent, as text. */
@@ -141,6 +143,7 @@ export async function startCuttingProxy(targetPort: number): Promise<CuttingProx
   let cut = false;
   let once = false;
   let cuts = 0;
+  let stallAt = Infinity;
   const heads: string[] = [];
   const sockets = new Set<Socket>();
   const cutAll = () => {
@@ -168,6 +171,13 @@ export async function startCuttingProxy(targetPort: number): Promise<CuttingProx
       if (cut || !sockets.has(client)) return drop();
       const start = chunk.subarray(0, 4096).toString("latin1");
       if (/^(GET|POST|PUT|PATCH|DELETE|HEAD) \//.test(start)) heads.push(start);
+      if (forwarded >= stallAt) return;
+      if (forwarded + chunk.length > stallAt) {
+        const room = stallAt - forwarded;
+        upstream.write(chunk.subarray(0, room));
+        forwarded = stallAt;
+        return;
+      }
       const room = limit - forwarded;
       if (chunk.length >= room) {
         if (room > 0) upstream.write(chunk.subarray(0, room));
@@ -202,9 +212,13 @@ export async function startCuttingProxy(targetPort: number): Promise<CuttingProx
       once = options.once === true;
       limit = forwarded + bytes;
     },
+    stallAfter(bytes) {
+      stallAt = forwarded + bytes;
+    },
     heal() {
       cut = false;
       limit = Infinity;
+      stallAt = Infinity;
     },
     close() {
       once = false;

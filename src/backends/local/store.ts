@@ -44,6 +44,17 @@ export class LocalStore implements ObjectStore {
     return pathToFileURL(this.path(key)).href;
   }
 
+  /** The directory is created on the first write; only an existing non-directory is a problem. */
+  async ready(): Promise<void> {
+    try {
+      const s = await stat(this.root);
+      if (!s.isDirectory()) throw new AvatarError("CONFIG", `The store ${this.root} is not a folder.`, { hint: "Pick another with --store or AVATAR_STORE." });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "ENOENT") return;
+      throw storeError(error, `opening the store ${this.root}`);
+    }
+  }
+
   async stat(key: string): Promise<ObjectInfo | undefined> {
     try {
       const s = await stat(this.path(key));
@@ -83,6 +94,9 @@ export class LocalStore implements ObjectStore {
     try {
       // flush: fsync before close, so a crash right after the rename cannot expose a torn file.
       await pipeline(source, counter, createWriteStream(temp, { flags: "wx", mode: 0o644, flush: true }), { signal: options.signal });
+      if (options.size !== undefined && written !== options.size) {
+        throw new AvatarError("INTERNAL", `The write to ${this.uri(key)} produced ${written} bytes where ${options.size} were declared; nothing was stored.`);
+      }
       if (options.overwrite) {
         await rename(temp, target);
       } else {

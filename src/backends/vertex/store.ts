@@ -2,7 +2,7 @@
 // gs://<bucket>/avatar/. Uploads are resumable, create-only (ifGenerationMatch: 0, which also lets
 // the client retry), crc32c-validated; an object exists only once its last byte is committed.
 import { setTimeout as delay } from "node:timers/promises";
-import { Readable } from "node:stream";
+import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { File, Storage } from "@google-cloud/storage";
 import { AvatarError } from "../../core/errors.ts";
@@ -19,7 +19,10 @@ export interface GcsStoreOptions {
    * Defaults to the main client.
    */
   uploadStorage?: Storage;
-  /** Resumable chunk size (a multiple of 256 KiB): what is buffered to resend after a dropped chunk. */
+  /**
+   * Resumable chunk size (a multiple of 256 KiB), buffered in memory per request. Default: none, one
+   * streaming request; with a known size the session declares it, so a cut-off body never commits.
+   */
   chunkSize?: number;
   /** Whole-upload attempts when the body can be re-created (a function or a buffer). */
   attempts?: number;
@@ -27,7 +30,6 @@ export interface GcsStoreOptions {
   retryDelayMs?: number;
 }
 
-const DEFAULT_CHUNK = 8 * 1024 * 1024;
 
 interface GoogleishError {
   code?: number | string;
@@ -58,19 +60,34 @@ function alreadyExists(uri: string): AvatarError {
   return new AvatarError("ALREADY_EXISTS", `${uri} already exists.`, { hint: "Objects in the store are never overwritten." });
 }
 
+/** Fails the stream (so the upload is aborted, never committed) unless exactly `size` bytes pass. */
+function exactLength(size: number, uri: string): Transform {
+  let seen = 0;
+  const mismatch = () => new AvatarError("INTERNAL", `The upload to ${uri} produced ${seen} bytes where ${size} were declared; nothing was stored.`);
+  return new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      seen += chunk.length;
+      callback(seen > size ? mismatch() : null, chunk);
+    },
+    flush(callback) {
+      callback(seen === size ? null : mismatch());
+    },
+  });
+}
+
 export class GcsStore implements ObjectStore {
   readonly kind = "gcs" as const;
   readonly bucket: string;
   readonly #storage: Storage;
   readonly #uploadStorage: Storage;
-  readonly #options: Required<Omit<GcsStoreOptions, "uploadStorage">>;
+  readonly #options: { chunkSize?: number; attempts: number; retryDelayMs: number };
 
   constructor(storage: Storage, bucket: string, options: GcsStoreOptions = {}) {
     this.#storage = storage;
     this.#uploadStorage = options.uploadStorage ?? storage;
     this.bucket = bucket;
     this.#options = {
-      chunkSize: options.chunkSize ?? DEFAULT_CHUNK,
+      chunkSize: options.chunkSize,
       attempts: options.attempts ?? 3,
       retryDelayMs: options.retryDelayMs ?? 1000,
     };
@@ -102,6 +119,20 @@ export class GcsStore implements ObjectStore {
       metadata: custom ? Object.fromEntries(Object.entries(custom).map(([k, v]) => [k, String(v)])) : undefined,
       updated: typeof metadata.updated === "string" ? metadata.updated : undefined,
     };
+  }
+
+  async ready(): Promise<void> {
+    let exists: boolean;
+    try {
+      [exists] = await this.#storage.bucket(this.bucket).exists();
+    } catch (error) {
+      throw mapGoogleError(error, `checking gs://${this.bucket}`);
+    }
+    if (!exists) {
+      throw new AvatarError("NOT_FOUND", `The bucket gs://${this.bucket} does not exist.`, {
+        hint: "Check --bucket (or AVATAR_BUCKET), or create it with `avatar init --create-bucket`.",
+      });
+    }
   }
 
   async stat(key: string): Promise<ObjectInfo | undefined> {
@@ -157,12 +188,15 @@ export class GcsStore implements ObjectStore {
   async #putOnce(key: string, body: PutBody, options: PutOptions): Promise<ObjectInfo> {
     const file = this.#uploadStorage.bucket(this.bucket).file(this.objectName(key));
     const source = body instanceof Uint8Array ? Readable.from([body]) : typeof body === "function" ? body() : body;
+    const size = body instanceof Uint8Array ? body.length : options.size;
     const sink = file.createWriteStream({
       resumable: true,
-      chunkSize: this.#options.chunkSize,
+      ...(this.#options.chunkSize ? { chunkSize: this.#options.chunkSize } : {}),
       validation: "crc32c",
       metadata: {
         contentType: options.contentType ?? "application/octet-stream",
+        // Sent as X-Upload-Content-Length: the session knows the exact size to expect.
+        ...(size !== undefined ? { contentLength: size } : {}),
         ...(options.metadata ? { metadata: options.metadata } : {}),
       },
       ...(options.overwrite ? {} : { preconditionOpts: { ifGenerationMatch: 0 } }),
@@ -170,7 +204,8 @@ export class GcsStore implements ObjectStore {
     sink.on("progress", (event: { bytesWritten?: number }) => {
       if (typeof event.bytesWritten === "number") options.onProgress?.(event.bytesWritten);
     });
-    await pipeline(source, sink, { signal: options.signal });
+    if (size === undefined) await pipeline(source, sink, { signal: options.signal });
+    else await pipeline(source, exactLength(size, this.uri(key)), sink, { signal: options.signal });
     return this.#info(key, file.metadata as Record<string, unknown>);
   }
 
