@@ -1,9 +1,8 @@
 // The local model registry: one JSON file per avatar in the store, versions numbered like Vertex's.
+import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import type { ModelRegistry, ModelVersion, RegisterSpec } from "../backend.ts";
 import { readRecord, writeRecord } from "./records.ts";
-
-import { readdir } from "node:fs/promises";
 
 interface RegistryFile {
   modelId: string;
