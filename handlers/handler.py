@@ -346,7 +346,7 @@ class EndpointHandler:
         if size > limit:
             raise ValueError(
                 f"the response would be {size} bytes, over the {limit}-byte limit of a shared Vertex endpoint "
-                f"({len(predictions)} images); ask for fewer images per request (instances x num_images), "
+                f"({len(predictions)} image{'s' if len(predictions) != 1 else ''}); ask for fewer images per request (instances x num_images), "
                 f"a smaller width/height, or format jpeg ({MAX_RESPONSE_BYTES_ENV} changes the limit)"
             )
         return response

@@ -17,6 +17,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from serving_support import (  # noqa: E402
     CONSTRUCTION_SECONDS,
     IMAGE_SECONDS,
+    SD15_HEALTH,
+    SD15_PREDICT,
+    LocalServer,
     build_model_dir,
     load_handler_module,
     write_fake_model_dir,
@@ -41,6 +44,13 @@ def sd15_model_dir(tiny_sd15_dir, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def sdxl_model_dir(tiny_sdxl_dir, tmp_path_factory) -> Path:
     return build_model_dir("sdxl", tiny_sdxl_dir, tmp_path_factory.mktemp("model-sdxl"))
+
+
+@pytest.fixture(scope="session")
+def sd15_server(sd15_model_dir):
+    """The real handler on the tiny SD 1.x model behind local_server.py in Vertex mode, shared."""
+    with LocalServer(sd15_model_dir, aip={"AIP_HEALTH_ROUTE": SD15_HEALTH, "AIP_PREDICT_ROUTE": SD15_PREDICT}) as srv:
+        yield srv
 
 
 def _construct(handler_module, model_dir: Path, kind: str):

@@ -113,6 +113,10 @@ def build_tiny_model_dir(kind: str, work_dir: Path) -> Path:
 # ------------------------------------------------------------------------------------------
 # the local server in a subprocess
 
+# Vertex-style routes of the shared real-model server fixture (conftest.sd15_server).
+SD15_HEALTH = "/v1/endpoints/42/deployedModels/7"
+SD15_PREDICT = "/v1/endpoints/42/deployedModels/7:predict"
+
 READY_RE = re.compile(r"^ready url=(?P<url>\S+) health=(?P<health>\S+) predict=(?P<predict>\S+)$")
 
 

@@ -63,14 +63,17 @@ def test_valid_request_gives_a_jpeg_of_the_requested_size(kind_handler):
 
 def test_same_seed_same_image_other_seed_differs_png(kind_handler):
     kind, handler, _ = kind_handler
-    body = {"instances": ["portrait of {avatar}"], "parameters": dict(FAST, seed=11, format="png")}
-    first = call(handler, kind, body)["predictions"][0]
-    again = call(handler, kind, body)["predictions"][0]
-    other = call(handler, kind, dict(body, parameters=dict(FAST, seed=12, format="png")))["predictions"][0]
+    body = {"instances": ["portrait of {avatar}"], "parameters": dict(FAST, format="png")}
+    first = call(handler, kind, body)["predictions"][0]  # no seed: a random one, returned
+    seed = first["seed"]
+    assert isinstance(seed, int) and 0 <= seed < 2**32
+    again = call(handler, kind, dict(body, parameters=dict(FAST, format="png", seed=seed)))["predictions"][0]
+    other = call(handler, kind, dict(body, parameters=dict(FAST, format="png", seed=(seed + 1) % 2**32)))
+    other = other["predictions"][0]
     assert first["mime_type"] == "image/png"
     assert decode(first).format == "PNG" and decode(first).size == (256, 256)  # avatar.json resolution 64 → 256
-    assert first["image_b64"] == again["image_b64"]
-    assert first["image_b64"] != other["image_b64"]
+    assert again["seed"] == seed and again["image_b64"] == first["image_b64"]
+    assert other["image_b64"] != first["image_b64"]
     assert np.abs(pixels(first) - pixels(other)).mean() > 2
 
 
@@ -84,7 +87,6 @@ def test_lora_scale_zero_equals_the_base_model(kind_handler):
     body = {"instances": ["a photo of {avatar}"], "parameters": dict(params, lora_scale=0)}
     without = pixels(call(handler, kind, body)["predictions"][0])
     full = pixels(call(handler, kind, dict(body, parameters=dict(params, lora_scale=1.0)))["predictions"][0])
-    half = pixels(call(handler, kind, dict(body, parameters=dict(params, lora_scale=0.5)))["predictions"][0])
 
     base_dir = json.loads((model_dir / "avatar.json").read_text())["base_model"]
     pipeline_class = StableDiffusionXLPipeline if kind == "sdxl" else StableDiffusionPipeline
@@ -98,20 +100,18 @@ def test_lora_scale_zero_equals_the_base_model(kind_handler):
     zero_diff = np.abs(without - reference).mean()
     assert np.abs(without - reference).max() <= 2
     assert zero_diff < 0.05
-    # ...while the LoRA itself clearly changes the picture, and the scale is continuous
+    # ...while the LoRA itself clearly changes the picture (same handler, same request, scale 1)
     full_diff = np.abs(full - reference).mean()
-    half_diff = np.abs(half - reference).mean()
     assert full_diff > 0.5 and full_diff > 20 * zero_diff
-    assert zero_diff < half_diff < full_diff
 
 
-def test_instances_times_num_images_with_consecutive_seeds(kind_handler):
-    kind, handler, _ = kind_handler
+def test_instances_times_num_images_with_consecutive_seeds(sdxl_handler):
+    """Also the classifier-free-guidance path (guidance > 1 uses the negative prompt)."""
     body = {
         "instances": [{"prompt": "{avatar} skiing", "negative_prompt": "text"}, "an oil painting of {avatar}"],
         "parameters": {"steps": 1, "guidance": 1.5, "num_images": 2, "seed": 2**32 - 1},
     }
-    predictions = call(handler, kind, body)["predictions"]
+    predictions = call(sdxl_handler, "sdxl", body)["predictions"]
     assert [(p["prompt"], p["seed"]) for p in predictions] == [
         ("sks person skiing", 2**32 - 1),
         ("sks person skiing", 0),  # wraps around: every returned seed can be asked for again
@@ -124,24 +124,13 @@ def test_instances_times_num_images_with_consecutive_seeds(kind_handler):
     assert np.abs(images[0] - images[2]).mean() > 0  # same seed, different prompt
 
 
-def test_random_seed_is_returned_and_reproduces(sd15_handler):
-    first = call(sd15_handler, "sd15", {"instances": ["{avatar}"], "parameters": dict(FAST)})["predictions"][0]
-    assert isinstance(first["seed"], int) and 0 <= first["seed"] < 2**32
-    again = call(sd15_handler, "sd15", {"instances": ["{avatar}"], "parameters": dict(FAST, seed=first["seed"])})
-    assert again["predictions"][0]["image_b64"] == first["image_b64"]
-
-
 def test_oversized_response_is_refused_with_advice(sd15_handler, monkeypatch):
-    body = {"instances": ["{avatar}"], "parameters": dict(FAST, seed=1, format="png")}
-    size = len(json.dumps(call(sd15_handler, "sd15", body)))
-    monkeypatch.setenv("AVATAR_MAX_RESPONSE_BYTES", str(size - 1))
+    monkeypatch.setenv("AVATAR_MAX_RESPONSE_BYTES", "5000")  # a 256 px PNG of noise is far larger
     with pytest.raises(ValueError) as info:
-        sd15_handler(body)
+        sd15_handler({"instances": ["{avatar}"], "parameters": dict(FAST, seed=1, format="png")})
     message = str(info.value)
-    assert f"the response would be {size} bytes, over the {size - 1}-byte limit" in message
-    assert "fewer images per request" in message
-    monkeypatch.setenv("AVATAR_MAX_RESPONSE_BYTES", str(size))
-    assert len(sd15_handler(body)["predictions"]) == 1
+    assert "bytes, over the 5000-byte limit of a shared Vertex endpoint (1 image)" in message
+    assert "ask for fewer images per request" in message and "AVATAR_MAX_RESPONSE_BYTES" in message
 
 
 def test_invalid_request_fails_before_generating(sd15_handler):

@@ -1,6 +1,6 @@
 """Hostile requests against the real handler (tiny SD 1.x + LoRA) behind the local server.
 
-One server for the whole module (Vertex mode, Vertex-style routes). Every case must get a 400
+One server for the session (`sd15_server`: Vertex mode, Vertex-style routes). Every case must get a 400
 with a JSON `{"error": "<message>"}` that says what is wrong, and the server must stay healthy.
 """
 
@@ -12,17 +12,16 @@ import json
 
 import pytest
 from PIL import Image
-from serving_support import LocalServer
 
-HEALTH = "/v1/endpoints/42/deployedModels/7"
-PREDICT = "/v1/endpoints/42/deployedModels/7:predict"
+from serving_support import SD15_HEALTH as HEALTH
+from serving_support import SD15_PREDICT as PREDICT
+
 JSON = "application/json"
 
 
-@pytest.fixture(scope="module")
-def server(sd15_model_dir):
-    with LocalServer(sd15_model_dir, aip={"AIP_HEALTH_ROUTE": HEALTH, "AIP_PREDICT_ROUTE": PREDICT}) as srv:
-        yield srv
+@pytest.fixture()
+def server(sd15_server):
+    return sd15_server
 
 
 def body(parameters=None, instances=None, **extra):
