@@ -260,6 +260,21 @@ def encode_image(image: Any, fmt: str) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+def load_base_pipeline(pipeline_class: Any, base_model: str, dtype: Any, *, fp16_variant: bool) -> Any:
+    """from_pretrained with a clear error. On CUDA the fp16 weight files are tried first (half the
+    download for Hub models that ship them), then the default ones."""
+    errors = []
+    for variant in (["fp16", None] if fp16_variant else [None]):
+        try:
+            return pipeline_class.from_pretrained(base_model, torch_dtype=dtype, variant=variant)
+        except Exception as exc:  # noqa: BLE001 - reported below with the model name
+            errors.append(exc)
+    raise RuntimeError(
+        f"could not load the base pipeline {base_model!r} named in avatar.json "
+        f"({pipeline_class.__name__}): {errors[-1]}"
+    ) from errors[-1]
+
+
 # ---------------------------------------------------------------------------------------------
 # the handler
 
@@ -292,12 +307,7 @@ class EndpointHandler:
         else:
             self.device, self.dtype = "cpu", torch.float32
         pipeline_class = StableDiffusionXLPipeline if self.kind == "sdxl" else StableDiffusionPipeline
-        try:
-            pipe = pipeline_class.from_pretrained(self.base_model, torch_dtype=self.dtype)
-        except Exception as exc:
-            raise RuntimeError(
-                f"could not load the {self.kind} base pipeline {self.base_model!r} named in avatar.json: {exc}"
-            ) from exc
+        pipe = load_base_pipeline(pipeline_class, self.base_model, self.dtype, fp16_variant=self.device == "cuda")
         pipe.load_lora_weights(str(self.model_dir), weight_name=LORA_WEIGHTS_FILE, adapter_name=ADAPTER_NAME)
         pipe.to(self.device)
         pipe.set_progress_bar_config(disable=True)

@@ -216,6 +216,8 @@ class InferenceWorker:
             try:
                 result = self._handler(body)
             except BaseException as exc:  # noqa: BLE001 - every failure goes back to the request
+                if not isinstance(exc, Exception):  # e.g. SystemExit from a handler: still just a 400
+                    exc = RuntimeError(f"handler raised {type(exc).__name__}: {exc}")
                 loop.call_soon_threadsafe(_settle, future, None, exc)
             else:
                 loop.call_soon_threadsafe(_settle, future, result, None)

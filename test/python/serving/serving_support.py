@@ -285,7 +285,7 @@ FAKE_HANDLER = textwrap.dedent(
                     while time.perf_counter() < end:
                         x += 1
                 if "raise" in params:
-                    kind = {"value": ValueError, "runtime": RuntimeError, "key": KeyError}[params.get("raise_type", "value")]
+                    kind = {"value": ValueError, "runtime": RuntimeError, "key": KeyError, "exit": SystemExit}[params.get("raise_type", "value")]
                     raise kind(params["raise"])
                 result = params.get("return")
                 if result == "pil":

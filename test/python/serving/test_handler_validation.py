@@ -208,7 +208,8 @@ def test_missing_local_base_model(handler_module, tmp_path):
 
 def test_unknown_hub_id_fails_offline_with_a_clear_error(handler_module, tmp_path):
     meta = avatar_json("sdxl", "no-such-org/no-such-model")
-    with pytest.raises(RuntimeError, match="could not load the sdxl base pipeline 'no-such-org/no-such-model'"):
+    with pytest.raises(RuntimeError, match="could not load the base pipeline 'no-such-org/no-such-model' named in avatar.json "
+                       r"\(StableDiffusionXLPipeline\)"):
         handler_module.EndpointHandler(str(write_model(tmp_path, meta)))
 
 
@@ -226,3 +227,15 @@ def test_import_is_cheap_and_self_contained():
     assert out.stdout.strip() == "none"
     source = HANDLER_PY.read_text()
     assert "avatar_trainer" not in source and "from handlers" not in source and "import serving" not in source
+
+
+def test_fp16_variant_falls_back_to_default_weights(handler_module, tiny_sd15_dir):
+    """On CUDA the handler asks for fp16 weight files first; a base without them still loads."""
+    import torch
+    from diffusers import StableDiffusionPipeline
+
+    with pytest.raises(ValueError, match="variant=fp16"):  # so the fallback is really exercised
+        StableDiffusionPipeline.from_pretrained(str(tiny_sd15_dir), variant="fp16")
+    pipe = handler_module.load_base_pipeline(StableDiffusionPipeline, str(tiny_sd15_dir), torch.float32,
+                                             fp16_variant=True)
+    assert isinstance(pipe, StableDiffusionPipeline) and pipe.unet.dtype == torch.float32

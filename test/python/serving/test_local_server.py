@@ -156,7 +156,12 @@ def test_query_parameters_become_parameters_only_when_absent(server):
 
 @pytest.mark.parametrize(
     "raise_type, message, expected",
-    [("value", "bad input from handler", "bad input from handler"), ("runtime", "boom", "boom"), ("key", "x", "'x'")],
+    [
+        ("value", "bad input from handler", "bad input from handler"),
+        ("runtime", "boom", "boom"),
+        ("key", "x", "'x'"),
+        ("exit", "bye", "handler raised SystemExit: bye"),  # and the server keeps running
+    ],
 )
 def test_handler_exceptions_become_400(server, raise_type, message, expected):
     status, result = server.predict_json({"instances": ["x"], "parameters": {"raise": message, "raise_type": raise_type}})
