@@ -210,18 +210,30 @@ export function differenceHash(grey: Uint8Array, width = DATASET_RULES.hashWidth
   return Buffer.from(bytes).toString("hex");
 }
 
-const popcount8 = Uint8Array.from({ length: 256 }, (_, n) => {
-  let c = 0;
-  for (let v = n; v; v >>= 1) c += v & 1;
-  return c;
-});
+function popcount32(v: number): number {
+  v = v - ((v >>> 1) & 0x55555555);
+  v = (v & 0x33333333) + ((v >>> 2) & 0x33333333);
+  return (Math.imul((v + (v >>> 4)) & 0x0f0f0f0f, 0x01010101) >>> 24) & 0xff;
+}
 
-/** Number of differing bits between two equal-length hex hashes. */
+/** A hex hash as 32-bit words, for allocation-free distance computations. */
+export function hashWords(hex: string): Uint32Array {
+  if (hex.length % 8 !== 0 || !/^[0-9a-f]*$/i.test(hex)) throw new Error("hashWords: expected hex in whole 32-bit words");
+  const words = new Uint32Array(hex.length / 8);
+  for (let i = 0; i < words.length; i++) words[i] = parseInt(hex.slice(i * 8, i * 8 + 8), 16) >>> 0;
+  return words;
+}
+
+function wordDistance(a: Uint32Array, b: Uint32Array): number {
+  let d = 0;
+  for (let i = 0; i < a.length; i++) d += popcount32((a[i]! ^ b[i]!) >>> 0);
+  return d;
+}
+
+/** Number of differing bits between two equal-length hex hashes (whole 32-bit words). */
 export function hammingDistance(a: string, b: string): number {
   if (a.length !== b.length) throw new Error("hammingDistance: hashes differ in length");
-  let d = 0;
-  for (let i = 0; i < a.length; i += 2) d += popcount8[parseInt(a.slice(i, i + 2), 16) ^ parseInt(b.slice(i, i + 2), 16)]!;
-  return d;
+  return wordDistance(hashWords(a), hashWords(b));
 }
 
 // ---- selection -------------------------------------------------------------------------------
@@ -269,14 +281,23 @@ export function selectImages(candidates: readonly Candidate[], threshold: number
   }
   unique.sort((a, b) => b.sourcePixels - a.sourcePixels || comparePaths(a.sha256, b.sha256));
   const kept: Candidate[] = [];
+  const keptWords: Uint32Array[] = [];
   for (const c of unique) {
-    let nearest: { c: Candidate; d: number } | undefined;
-    for (const k of kept) {
-      const d = hammingDistance(c.dhash, k.dhash);
-      if (d <= threshold && (!nearest || d < nearest.d)) nearest = { c: k, d };
+    const words = hashWords(c.dhash);
+    let nearest = -1;
+    let nearestDistance = Infinity;
+    for (let k = 0; k < kept.length; k++) {
+      const d = wordDistance(words, keptWords[k]!);
+      if (d <= threshold && d < nearestDistance) {
+        nearest = k;
+        nearestDistance = d;
+      }
     }
-    if (nearest) decisions.set(c.path, { path: c.path, kept: false, code: "near-duplicate", of: nearest.c.path, distance: nearest.d });
-    else kept.push(c);
+    if (nearest >= 0) decisions.set(c.path, { path: c.path, kept: false, code: "near-duplicate", of: kept[nearest]!.path, distance: nearestDistance });
+    else {
+      kept.push(c);
+      keptWords.push(words);
+    }
   }
   kept.sort((a, b) => comparePaths(a.sha256, b.sha256));
   kept.forEach((c, i) => decisions.set(c.path, { path: c.path, kept: true, entry: entryName(i, kept.length), index: i }));

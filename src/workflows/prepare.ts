@@ -4,7 +4,7 @@
 // per-image records stay in memory, whatever the folder size.
 import { createHash } from "node:crypto";
 import { constants } from "node:fs";
-import { copyFile, lstat, mkdir, mkdtemp, open, readdir, realpath, rm, stat, writeFile } from "node:fs/promises";
+import { copyFile, lstat, mkdir, mkdtemp, open, readdir, realpath, rm, stat } from "node:fs/promises";
 import { availableParallelism, tmpdir } from "node:os";
 import { isAbsolute, join, relative, resolve, sep } from "node:path";
 import type { Context } from "../context.ts";
@@ -29,6 +29,7 @@ import {
   type SniffedFormat,
 } from "../core/dataset.ts";
 import { AvatarError, badInput } from "../core/errors.ts";
+import { MemoryPacer } from "./prepare-memory.ts";
 
 export interface PrepareOptions {
   dir: string;
@@ -186,15 +187,20 @@ async function scan(root: string, recursive: boolean, skips: FileReport[]): Prom
 // ---- pass 1: read, check, normalise, hash ----------------------------------------------------
 
 /**
- * A per-worker read buffer, reused for every file: input photos (often 3-8 MB each) then never pile
- * up as garbage waiting for the collector, which keeps peak memory flat.
+ * A per-worker read buffer, reused for every file: photos (often 3-8 MB each) and their normalised
+ * copies then never pile up as garbage waiting for the collector, which keeps peak memory flat.
  */
 class Scratch {
   #buffer = Buffer.allocUnsafe(0);
   get(size: number): Buffer {
-    if (this.#buffer.length < size) this.#buffer = Buffer.allocUnsafe(Math.max(size, 8 * 1024 * 1024));
+    if (this.#buffer.length < size) this.#buffer = Buffer.allocUnsafe(Math.max(size, Math.ceil(this.#buffer.length * 1.5), 1024 * 1024));
     return this.#buffer.subarray(0, size);
   }
+}
+
+interface Scratches {
+  input: Scratch;
+  output: Scratch;
 }
 
 /**
@@ -249,11 +255,11 @@ function errorText(error: unknown): string {
 async function processOne(
   sharp: Sharp,
   found: Found,
-  scratch: Scratch,
-  options: Required<Pick<PrepareOptions, "maxSize" | "minSize">> & { spool: string; index: number },
+  scratch: Scratches,
+  options: Required<Pick<PrepareOptions, "maxSize" | "minSize">> & { spool: string; index: number; pacer: MemoryPacer },
 ): Promise<Processed> {
   const { rel } = found;
-  const read = await readRegular(found.abs, scratch);
+  const read = await readRegular(found.abs, scratch.input);
   if ("code" in read) return { report: skipped(rel, read.code, read.details) };
   const data = read.data;
   const format = sniffFormat(data.subarray(0, SNIFF_BYTES));
@@ -289,7 +295,9 @@ async function processOne(
   if (meta.hasAlpha) notes.push("transparency flattened onto white");
   if (Math.max(width, height) > options.maxSize) notes.push(`resized from ${width}x${height}`);
 
-  let jpeg: Buffer;
+  // The normalised JPEG goes straight to the spool file (no large buffer on the JS side), then is
+  // read back into the worker's scratch buffer for hashing.
+  const file = join(options.spool, `${String(options.index).padStart(6, "0")}.jpg`);
   let info: { width: number; height: number };
   try {
     let pipeline = sharp(data, inputOptions)
@@ -297,25 +305,26 @@ async function processOne(
       .autoOrient()
       .resize({ width: options.maxSize, height: options.maxSize, fit: "inside", withoutEnlargement: true });
     if (meta.hasAlpha) pipeline = pipeline.flatten({ background: "#ffffff" });
-    const result = await pipeline
+    info = await pipeline
       .toColourspace("srgb")
       .jpeg({ quality: DATASET_RULES.jpegQuality, chromaSubsampling: "4:2:0", mozjpeg: false })
-      .toBuffer({ resolveWithObject: true });
-    jpeg = result.data;
-    info = result.info;
+      .toFile(file);
   } catch (error) {
+    await rm(file, { force: true });
     const text = errorText(error);
     if (/pixel limit/i.test(text)) return { report: skipped(rel, "too-many-pixels", { width, height }, { format, source }) };
     return { report: skipped(rel, "corrupt", { message: text }, { format, source }) };
   }
+  const back = await readRegular(file, scratch.output);
+  if ("code" in back) throw new AvatarError("INTERNAL", `Could not read back the normalised copy of ${rel} (${back.code}).`);
+  const jpeg = back.data;
   const grid = await sharp(jpeg)
     .greyscale()
     .resize(DATASET_RULES.hashWidth + 1, DATASET_RULES.hashHeight, { fit: "fill", kernel: "cubic" })
     .raw()
     .toBuffer();
   const sha256 = createHash("sha256").update(jpeg).digest("hex");
-  const file = join(options.spool, `${String(options.index).padStart(6, "0")}.jpg`);
-  await writeFile(file, jpeg, { mode: 0o600 });
+  options.pacer.add(data.length + jpeg.length);
   const report: FileReport = { path: rel, status: "kept", format, source, width: info.width, height: info.height, bytes: jpeg.length, sha256, notes };
   return {
     report,
@@ -327,13 +336,13 @@ async function pool<T, R>(
   items: readonly T[],
   workers: number,
   signal: AbortSignal,
-  fn: (item: T, index: number, scratch: Scratch) => Promise<R>,
+  fn: (item: T, index: number, scratch: Scratches) => Promise<R>,
   onDone: () => void,
 ): Promise<R[]> {
   const results: R[] = new Array(items.length);
   let next = 0;
   const run = async () => {
-    const scratch = new Scratch();
+    const scratch: Scratches = { input: new Scratch(), output: new Scratch() };
     while (next < items.length) {
       if (signal.aborted) throw interrupted();
       const i = next++;
@@ -388,6 +397,7 @@ export async function prepareDataset(ctx: Pick<Context, "cwd" | "out" | "signal"
     const progress = found.length > 0 ? ctx.out.progress("Preparing photos", found.length, "steps") : undefined;
     let done = 0;
     const workers = Math.max(1, Math.min(4, availableParallelism()));
+    const pacer = new MemoryPacer();
     const processed = await pool(
       found,
       workers,
@@ -395,7 +405,7 @@ export async function prepareDataset(ctx: Pick<Context, "cwd" | "out" | "signal"
       (item, index, scratch) => {
         options.onRead?.(item.abs);
         ctx.out.detail(`reading ${item.rel}`);
-        return processOne(sharp, item, scratch, { maxSize, minSize, spool, index });
+        return processOne(sharp, item, scratch, { maxSize, minSize, spool, index, pacer });
       },
       () => progress?.update(++done),
     );

@@ -91,19 +91,40 @@ export async function ensureDataset(
 
 export async function uploadDataset(ctx: Pick<Context, "cwd" | "out" | "signal" | "config" | "env">, options: UploadOptions): Promise<UploadResult> {
   const name = validateAvatarName(options.name);
-  const { openStore } = await import("../backends/store.ts");
-  // Check the store first: a missing bucket fails before any image work (a dry run only reports).
-  const store = await openStore(ctx);
+  // Open and check the store while the photos are being prepared: loading the cloud client and a
+  // round trip overlap with image work, and a missing bucket still stops the run at once.
+  const stopPrepare = new AbortController();
+  const opening = (async () => {
+    const { openStore } = await import("../backends/store.ts");
+    const store = await openStore(ctx);
+    if (!options.dryRun) {
+      try {
+        await store.ready();
+      } catch (error) {
+        await store.close();
+        throw error;
+      }
+    }
+    return store;
+  })();
+  opening.catch(() => stopPrepare.abort());
+  let prepared: PreparedDataset;
   try {
-    if (!options.dryRun) await store.ready();
-    const prepared = await prepareDataset(ctx, options);
+    prepared = await prepareDataset({ ...ctx, signal: AbortSignal.any([ctx.signal, stopPrepare.signal]) }, options);
+  } catch (error) {
+    if (stopPrepare.signal.aborted && !ctx.signal.aborted) await opening; // throws the store's error
+    await opening.then((store) => store.close(), () => undefined);
+    throw error;
+  }
+  try {
+    const store = await opening;
     try {
       const upload = await ensureDataset(ctx, store, prepared, name, { dryRun: options.dryRun });
       return { ...upload, prepare: prepared.summary };
     } finally {
-      await prepared.dispose();
+      await store.close();
     }
   } finally {
-    await store.close();
+    await prepared.dispose();
   }
 }

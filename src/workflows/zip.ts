@@ -6,6 +6,7 @@ import { readFile } from "node:fs/promises";
 import { Readable } from "node:stream";
 import { ZipArchive } from "archiver";
 import { AvatarError } from "../core/errors.ts";
+import { MemoryPacer } from "./prepare-memory.ts";
 
 /** Every entry carries this timestamp (DOS time has no time zone: UTC fields are used). */
 export const ZIP_DATE = new Date(Date.UTC(2000, 0, 1, 0, 0, 0));
@@ -19,10 +20,11 @@ export interface ZipImage {
   sha256: string;
 }
 
-function lazyVerified(image: ZipImage): Readable {
+function lazyVerified(image: ZipImage, pacer: MemoryPacer): Readable {
   return Readable.from(
     (async function* () {
       const data = await readFile(image.file);
+      pacer.add(data.length);
       const sha = createHash("sha256").update(data).digest("hex");
       if (sha !== image.sha256) {
         throw new AvatarError("INTERNAL", `The prepared copy of ${image.entry} changed while the dataset was being zipped.`, {
@@ -38,6 +40,7 @@ function lazyVerified(image: ZipImage): Readable {
 /** A readable zip of the images, in the given order, named by their entry names. */
 export function datasetZip(images: readonly ZipImage[]): Readable {
   const archive = new ZipArchive({ store: true, forceZip64: false, comment: "" });
+  const pacer = new MemoryPacer();
   let next = 0;
   const feed = () => {
     if (next >= images.length) {
@@ -45,7 +48,7 @@ export function datasetZip(images: readonly ZipImage[]): Readable {
       return;
     }
     const image = images[next++]!;
-    const source = lazyVerified(image);
+    const source = lazyVerified(image, pacer);
     // archiver pipes sources through a PassThrough, which does not forward errors: fail the archive.
     source.once("error", (error) => archive.destroy(error));
     archive.append(source, { name: image.entry, date: ZIP_DATE, mode: ENTRY_MODE });

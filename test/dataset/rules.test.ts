@@ -120,10 +120,15 @@ describe("perceptual hash and selection", () => {
   });
 
   it("hammingDistance counts differing bits", () => {
-    expect(hammingDistance("00", "00")).toBe(0);
-    expect(hammingDistance("ff", "00")).toBe(8);
-    expect(hammingDistance("0f0f", "0e0f")).toBe(1);
+    expect(hammingDistance("00000000", "00000000")).toBe(0);
+    expect(hammingDistance("000000ff", "00000000")).toBe(8);
+    expect(hammingDistance("0f0f0f0f", "0e0f0f0f")).toBe(1);
+    expect(hammingDistance("80000001", "00000000")).toBe(2);
+    expect(hammingDistance("ffffffff", "00000000")).toBe(32);
     expect(hammingDistance("f".repeat(64), "0".repeat(64))).toBe(256);
+    expect(hammingDistance("0123456789abcdef".repeat(4), "fedcba9876543210".repeat(4))).toBe(256);
+    expect(hammingDistance("0123456789abcdef".repeat(4), "0123456789abcdee".repeat(4))).toBe(4);
+    expect(() => hammingDistance("00", "0000")).toThrow(/differ in length/);
   });
 
   const hashA = "0".repeat(64);
