@@ -35,13 +35,18 @@ export function shellArg(value: string): string {
   return /^[\w./@%+=:,-]+$/.test(value) ? value : `'${value.replace(/'/g, `'\\''`)}'`;
 }
 
+/** File names may hold terminal escapes or line breaks: show them inert (--json keeps them exact). */
+function printable(name: string): string {
+  return name.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
+}
+
 /** The per-file table and the summary, for people. */
 export function prepareReport(summary: PrepareSummary): string[] {
   const rows: string[][] = [["file", "result", "size", "note"]];
   for (const f of summary.files) {
     const size = f.width !== undefined ? `${f.width}x${f.height}` : f.source ? `${f.source.width}x${f.source.height}` : "";
     const note = f.status === "kept" ? (f.notes ?? []).join("; ") : (f.reason ?? "");
-    rows.push([f.path, f.status === "kept" ? `kept ${f.entry}` : "skipped", size, note]);
+    rows.push([printable(f.path), f.status === "kept" ? `kept ${f.entry}` : "skipped", size, printable(note)]);
   }
   const { kept, skipped, scanned } = summary.counts;
   const lines = table(rows);

@@ -65,16 +65,19 @@ function upload(emulator, folder, bucket) {
   if (result.status !== 0) throw new Error(`avatar upload exited ${result.status}: ${result.stdout}${result.stderr}`);
   const data = JSON.parse(result.stdout).data;
   if (data.status !== "uploaded") throw new Error(`expected an upload, got ${data.status}`);
-  const rss = Number(readFileSync(rssFile, "utf8")) * 1024;
+  const usage = JSON.parse(readFileSync(rssFile, "utf8"));
   rmSync(rssFile, { force: true });
-  return { seconds, rss, data };
+  return { seconds, rss: usage.maxRSS * 1024, cpu: usage.cpu / 1e6, data };
 }
 
 const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
 const verdict = (ok) => (ok ? "PASS" : "MISS");
 
 mkdirSync(cache, { recursive: true });
-writeFileSync(rssHook, `import { writeFileSync } from "node:fs";\nprocess.on("exit", () => { if (process.env.AVATAR_BENCH_RSS_FILE) writeFileSync(process.env.AVATAR_BENCH_RSS_FILE, String(process.resourceUsage().maxRSS)); });\n`);
+writeFileSync(
+  rssHook,
+  `import { writeFileSync } from "node:fs";\nprocess.on("exit", () => { const u = process.resourceUsage(); if (process.env.AVATAR_BENCH_RSS_FILE) writeFileSync(process.env.AVATAR_BENCH_RSS_FILE, JSON.stringify({ maxRSS: u.maxRSS, cpu: u.userCPUTime + u.systemCPUTime })); });\n`,
+);
 
 const twenty = await fixtures(join(cache, "twenty-12mp"), 20, (i) => jpeg(5000 + i, 4000, 3000, { privateExif: true, orientation: i % 4 === 0 ? 6 : 1 }));
 const many = await fixtures(join(cache, "five-hundred"), 500, (i) => jpeg(20_000 + i, 1600, 1200, { privateExif: true }));
@@ -107,6 +110,7 @@ try {
   const rssOk = Math.max(rss20, r500.rss) <= 250 * MB && flat;
   console.log(`machine          ${availableParallelism()} cores, load average ${loadavg()[0].toFixed(2)}`);
   console.log(`wall time        20 x 12-MP JPEGs, prepare + zip + upload: median ${wall.toFixed(2)} s of ${runs} (${timed.map((t) => t.seconds.toFixed(2)).join(", ")})  target <= 3 s: ${verdict(wallOk)}`);
+  console.log(`                 CPU time of the CLI (user + system, all threads): median ${median(timed.map((t) => t.cpu)).toFixed(2)} s`);
   console.log(`bytes uploaded   ${(uploaded / MB).toFixed(2)} MB vs plain zip of originals ${(naive / MB).toFixed(2)} MB: ${ratio.toFixed(1)}x fewer  target >= 5x: ${verdict(ratioOk)}`);
   console.log(`peak RSS         20 x 12 MP ${(rss20 / MB).toFixed(0)} MB; 50 photos ${(r50.rss / MB).toFixed(0)} MB (${r50.seconds.toFixed(1)} s); 500 photos ${(r500.rss / MB).toFixed(0)} MB (${r500.seconds.toFixed(1)} s)  target <= 250 MB and flat: ${verdict(rssOk)}`);
   if (!(wallOk && ratioOk && rssOk)) console.log("(MISS is reported, not fatal: timings depend on the machine and its load.)");

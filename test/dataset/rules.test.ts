@@ -24,6 +24,8 @@ import {
 } from "../../src/core/dataset.ts";
 import { datasetKey, storeKeyProblem } from "../../src/core/store-keys.ts";
 import { datasetZip, ZIP_DATE } from "../../src/workflows/zip.ts";
+import { prepareReport, shellArg } from "../../src/commands/prepare.ts";
+import type { PrepareSummary } from "../../src/workflows/prepare.ts";
 import { bombPng, heicFile } from "../support/images.ts";
 import { scratchDir } from "./helpers.ts";
 
@@ -248,5 +250,41 @@ describe("the dataset zip", () => {
     const images = files(3);
     writeFileSync(images[1]!.file, "tampered");
     await expect(zipBytes(images)).rejects.toThrow(/changed while the dataset was being zipped/);
+  });
+});
+
+describe("the human report", () => {
+  const summary: PrepareSummary = {
+    dir: "/x",
+    files: [
+      { path: "a.jpg", status: "kept", entry: "0001.jpg", width: 1024, height: 768, notes: ["turned upright (EXIF orientation 6)"] },
+      { path: "evil\u001b[31mred\n.jpg", status: "skipped", code: "not-image", reason: "not an image" },
+      { path: "small.jpg", status: "skipped", code: "too-small", reason: "too small (400x300; the short side must be at least 512 px)", source: { width: 400, height: 300, bytes: 10 } },
+    ],
+    images: [{ entry: "0001.jpg", path: "a.jpg", sha256: "a".repeat(64), bytes: 1000 }],
+    sha256: "b".repeat(64),
+    counts: { scanned: 3, kept: 1, skipped: 2 },
+    sourceBytes: 4_000_000,
+    bytes: 1000,
+    maxSize: 1024,
+    minSize: 512,
+    warnings: [],
+  };
+
+  it("is a table of every file plus a summary; control characters in names are shown inert", () => {
+    const lines = prepareReport(summary);
+    expect(lines[0]).toMatch(/^file\s+result\s+size\s+note$/);
+    expect(lines[1]).toMatch(/^a\.jpg\s+kept 0001\.jpg\s+1024x768\s+turned upright/);
+    expect(lines[2]).toContain("evil\\x1b[31mred\\x0a.jpg");
+    expect(lines.join("\n")).not.toContain("\u001b");
+    expect(lines[3]).toMatch(/^small\.jpg\s+skipped\s+400x300\s+too small/);
+    expect(lines).toContain("1 kept, 2 skipped of 3 files: 1000 B of JPEG (long side ≤ 1024 px) from 3.8 MB of originals.");
+    expect(lines).toContain(`dataset sha256 ${"b".repeat(64)}`);
+  });
+
+  it("quotes folder names for the next command only when needed", () => {
+    expect(shellArg("./selfies")).toBe("./selfies");
+    expect(shellArg("my selfies")).toBe("'my selfies'");
+    expect(shellArg("it's")).toBe("'it'\\''s'");
   });
 });

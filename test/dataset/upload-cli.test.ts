@@ -149,6 +149,10 @@ describe("avatar upload (vertex backend on fake-gcs-server)", () => {
     const data = r.json!.data;
     expect(data).toMatchObject({ name: "alice", status: "uploaded", images: 20 });
     expect(data.uri).toBe(`gs://alice-bucket/avatar/alice/datasets/${data.sha256}.zip`);
+    // Progress (prepare, then upload progress events) on stderr; stdout holds only the envelope.
+    expect(r.stderr).toMatch(/Preparing photos .*20 \/ 20/);
+    expect(r.stderr).toMatch(/Uploading 20 photos \[#+\] 100% 2\.\d MB \/ 2\.\d MB/);
+    expect(r.stdout.trim().split("\n")).toHaveLength(1);
     console.log(`upload of 20 x 12 MP: ${seconds.toFixed(2)} s, ${data.bytes} bytes`);
 
     const objects = await emulator.objects("alice-bucket");
