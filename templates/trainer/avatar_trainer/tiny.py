@@ -12,6 +12,10 @@ a byte-level vocabulary written here, so nothing is downloaded.
     python -m avatar_trainer.tiny --faces 8 --out /tmp/faces.zip   # synthetic "selfies"
 
 Everything is deterministic for a seed (same seed → same weights, byte for byte).
+
+Both VAEs downsample by 8 like the real ones (64 px default size, 256 px = 32x32 latents), and a
+built pipeline directory carries `avatar-tiny.json` ({"avatar_tiny": true, ...}), the marker
+that lets the trainer and handler pick tiny-model CPU settings (one torch thread).
 """
 
 from __future__ import annotations
@@ -30,6 +34,19 @@ MODEL_MAX_LENGTH = 77  # what SD pipelines pad to; must be <= the text encoder's
 TEXT_VOCAB_SIZE = 1000  # embedding rows in the tiny text encoders; every token id is below this
 
 PIPELINES = ("sd15", "sdxl")
+
+# The VAE downsamples by 8 like the real SD 1.x / SDXL VAEs (4 blocks), so a 256 px image is
+# 32x32 latents and the UNet's attention sees 16x16 tokens: a 4-step 256 px image takes well
+# under a second on one CPU thread. With a 2x VAE the same image was 128x128 latents (~4 s/step).
+VAE_SCALE_FACTOR = 8
+VAE_BLOCK_OUT_CHANNELS = (8, 16, 32, 32)  # the real VAE's (128, 256, 512, 512) / 16
+VAE_NORM_GROUPS = 8  # must divide every block's channels (the real VAE: 32 groups of >= 4 channels)
+DEFAULT_SIZE = 64  # pixels: the pipelines' default height/width (UNet sample_size * VAE_SCALE_FACTOR)
+
+# Written next to model_index.json: says "this is a tiny random test model". Consumers (the
+# trainer, the serving handler) may use it to pick CPU settings that suit tiny models only,
+# e.g. one torch thread. diffusers ignores unknown files in a pipeline directory.
+TINY_MARKER = "avatar-tiny.json"
 
 
 def _byte_unicode_chars() -> list[str]:
@@ -104,9 +121,37 @@ def _clip_text_config(tokenizer, hidden_size: int, num_layers: int, projection_d
     return CLIPTextConfig(**kwargs)
 
 
+def _tiny_vae(seed: int):
+    """An SD-shaped KL VAE (4 latent channels, 4 blocks = 8x downsampling) with a handful of channels.
+
+    The same for both families, as the real SD 1.x and SDXL VAEs share their architecture.
+    """
+    import torch
+    from diffusers import AutoencoderKL
+
+    n = len(VAE_BLOCK_OUT_CHANNELS)
+    assert 2 ** (n - 1) == VAE_SCALE_FACTOR
+    assert all(c % VAE_NORM_GROUPS == 0 for c in VAE_BLOCK_OUT_CHANNELS)
+    torch.manual_seed(seed)
+    return AutoencoderKL(
+        block_out_channels=list(VAE_BLOCK_OUT_CHANNELS),
+        in_channels=3,
+        out_channels=3,
+        down_block_types=["DownEncoderBlock2D"] * n,
+        up_block_types=["UpDecoderBlock2D"] * n,
+        layers_per_block=1,
+        norm_num_groups=VAE_NORM_GROUPS,
+        latent_channels=4,
+        sample_size=DEFAULT_SIZE,
+        # The real VAEs have a self-attention block in the middle; at 256 px it sees 32x32 tokens
+        # of 32 channels, which costs a few milliseconds, so it stays.
+        mid_block_add_attention=True,
+    )
+
+
 def _sd15_pipeline(seed: int, tok_dir: Path):
     import torch
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextModel
 
     tokenizer = make_clip_tokenizer(tok_dir)
@@ -116,7 +161,7 @@ def _sd15_pipeline(seed: int, tok_dir: Path):
     unet = UNet2DConditionModel(
         block_out_channels=(32, 64),
         layers_per_block=1,
-        sample_size=32,
+        sample_size=DEFAULT_SIZE // VAE_SCALE_FACTOR,
         in_channels=4,
         out_channels=4,
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
@@ -131,16 +176,7 @@ def _sd15_pipeline(seed: int, tok_dir: Path):
         set_alpha_to_one=False,
         steps_offset=1,  # what real SD 1.5 ships; 0 makes the pipeline warn
     )
-    torch.manual_seed(seed)
-    vae = AutoencoderKL(
-        block_out_channels=[32, 64],
-        in_channels=3,
-        out_channels=3,
-        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
-        up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
-        latent_channels=4,
-        sample_size=64,
-    )
+    vae = _tiny_vae(seed)
     torch.manual_seed(seed)
     text_encoder = CLIPTextModel(_clip_text_config(tokenizer, hidden_size=32, num_layers=2))
     return StableDiffusionPipeline(
@@ -158,7 +194,7 @@ def _sd15_pipeline(seed: int, tok_dir: Path):
 
 def _sdxl_pipeline(seed: int, tok_dir: Path):
     import torch
-    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
     tokenizer = make_clip_tokenizer(tok_dir / "1")
@@ -169,7 +205,7 @@ def _sdxl_pipeline(seed: int, tok_dir: Path):
     unet = UNet2DConditionModel(
         block_out_channels=(2, 4),
         layers_per_block=2,
-        sample_size=32,
+        sample_size=DEFAULT_SIZE // VAE_SCALE_FACTOR,
         in_channels=4,
         out_channels=4,
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
@@ -190,16 +226,7 @@ def _sdxl_pipeline(seed: int, tok_dir: Path):
         beta_schedule="scaled_linear",
         timestep_spacing="leading",
     )
-    torch.manual_seed(seed)
-    vae = AutoencoderKL(
-        block_out_channels=[32, 64],
-        in_channels=3,
-        out_channels=3,
-        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
-        up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
-        latent_channels=4,
-        sample_size=128,
-    )
+    vae = _tiny_vae(seed)
     torch.manual_seed(seed)
     # SDXL reads hidden_states[-2], so each encoder needs at least two layers.
     text_encoder = CLIPTextModel(_clip_text_config(tokenizer, hidden_size=32, num_layers=5, projection_dim=32))
@@ -235,7 +262,26 @@ def build_tiny_pipeline(kind: str, out_dir: str | os.PathLike, seed: int = 0) ->
         pipe = (_sd15_pipeline if kind == "sd15" else _sdxl_pipeline)(seed, Path(tok_dir))
         out.mkdir(parents=True, exist_ok=True)
         pipe.save_pretrained(str(out), safe_serialization=True)
+    write_tiny_marker(out, kind, seed)
     return out
+
+
+def write_tiny_marker(out_dir: str | os.PathLike, kind: str, seed: int) -> Path:
+    """Write `avatar-tiny.json` ({"avatar_tiny": true, ...}) into a tiny pipeline directory."""
+    path = Path(out_dir) / TINY_MARKER
+    marker = {"avatar_tiny": True, "pipeline": kind, "seed": seed, "vae_scale_factor": VAE_SCALE_FACTOR,
+              "default_size": DEFAULT_SIZE}
+    path.write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def is_tiny_model(base: str | os.PathLike) -> bool:
+    """True for a local directory built by this kit (it has `avatar-tiny.json` with avatar_tiny true)."""
+    try:
+        marker = json.loads((Path(base) / TINY_MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError, TypeError):
+        return False
+    return isinstance(marker, dict) and marker.get("avatar_tiny") is True
 
 
 # A few caption-ish words so that a random BLIP decoder emits words (nonsense, but words).

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from avatar_trainer.tiny import TEXT_VOCAB_SIZE, build_tiny_pipeline, parse_args
+from avatar_trainer.tiny import TEXT_VOCAB_SIZE, TINY_MARKER, build_tiny_pipeline, is_tiny_model, parse_args
 
 
 def test_sd15_loads_and_generates(tiny_sd15_dir):
@@ -34,6 +34,33 @@ def test_sdxl_loads_and_generates(tiny_sdxl_dir):
     out = pipe("a photo of sks person", num_inference_steps=2, output_type="np",
                generator=torch.Generator().manual_seed(0)).images
     assert out.shape == (1, 64, 64, 3)
+
+
+@pytest.mark.parametrize("kind", ["sd15", "sdxl"])
+def test_vae_downsamples_by_8_like_the_real_models(kind, request):
+    """256 px (the handler's minimum) is 32x32 latents, so serving tests and `avatar demo` stay cheap."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+
+    base = request.getfixturevalue(f"tiny_{kind}_dir")
+    vae = AutoencoderKL.from_pretrained(base, subfolder="vae")
+    unet = UNet2DConditionModel.from_pretrained(base, subfolder="unet")
+    assert 2 ** (len(vae.config.block_out_channels) - 1) == 8
+    assert unet.config.sample_size * 8 == 64  # the pipelines' default size stays 64 px
+    with torch.no_grad():
+        latents = vae.encode(torch.zeros(1, 3, 256, 264)).latent_dist.mean
+        assert latents.shape == (1, 4, 32, 33)
+        assert vae.decode(latents).sample.shape == (1, 3, 256, 264)
+
+
+def test_pipeline_dirs_carry_the_tiny_marker(tiny_sd15_dir, tiny_sdxl_dir, tmp_path):
+    for kind, d in (("sd15", tiny_sd15_dir), ("sdxl", tiny_sdxl_dir)):
+        marker = json.loads((d / TINY_MARKER).read_text())
+        assert marker["avatar_tiny"] is True and marker["pipeline"] == kind
+        assert is_tiny_model(d) and is_tiny_model(str(d))
+    assert not is_tiny_model(tmp_path)  # a directory without the marker (e.g. a real model)
+    (tmp_path / TINY_MARKER).write_text("not json")
+    assert not is_tiny_model(tmp_path)
+    assert not is_tiny_model("runwayml/stable-diffusion-v1-5")
 
 
 def test_same_seed_same_bytes_other_seed_differs(tmp_path, tiny_sdxl_dir):

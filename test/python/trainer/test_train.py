@@ -175,3 +175,27 @@ def test_must_show_cli_sdxl_four_steps(tiny_sdxl_dir, dataset_zip, tmp_path):
     meta = json.loads((out / "avatar.json").read_text())
     assert (meta["pipeline"], meta["name"], meta["steps"]) == ("sdxl", "demo", 4)
     print("\n" + proc.stdout)  # visible with -s: the timing of the run
+
+
+def test_tiny_base_trains_on_one_thread_and_restores_the_callers(tiny_sd15_dir, dataset_zip, tmp_path, monkeypatch):
+    """`avatar-tiny.json` → one torch thread; an explicit OMP_NUM_THREADS or an unmarked model → untouched."""
+    import shutil
+
+    from avatar_trainer.tiny import TINY_MARKER
+
+    unmarked = tmp_path / "unmarked"
+    shutil.copytree(tiny_sd15_dir, unmarked, ignore=shutil.ignore_patterns(TINY_MARKER))
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    outer = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        for name, base, env, expected in (("tiny", tiny_sd15_dir, None, "1"),
+                                          ("omp", tiny_sd15_dir, {"OMP_NUM_THREADS": "2"}, "2"),
+                                          ("unmarked", unmarked, None, "2")):
+            out, ck = tmp_path / name / "m", tmp_path / name / "c"
+            run = run_inprocess(train_args(base, dataset_zip, out, ck, "--steps", "1"), out, ck, env=env)
+            assert run.code == 0, run.stderr
+            assert run.phase("load")["threads"] == expected, name
+            assert torch.get_num_threads() == 2, name  # the caller's setting is back
+    finally:
+        torch.set_num_threads(outer)
