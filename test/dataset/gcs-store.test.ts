@@ -10,9 +10,14 @@ import { describeStoreContract, slowBody } from "./store-contract.ts";
 
 let emulator: GcsEmulator;
 let proxy: CuttingProxy;
+let startup: unknown;
 beforeAll(async () => {
-  emulator = await startGcsEmulator();
-  proxy = await startCuttingProxy(emulator.port);
+  try {
+    emulator = await startGcsEmulator();
+    proxy = await startCuttingProxy(emulator.port);
+  } catch (error) {
+    startup = error; // reported by every test below, so a missing emulator fails them all
+  }
 });
 afterAll(async () => {
   await proxy?.close();
@@ -23,6 +28,7 @@ let bucketCount = 0;
 let current: GcsStore;
 let currentBucket: string;
 beforeEach(async () => {
+  if (startup) throw startup;
   currentBucket = `test-bucket-${++bucketCount}`;
   await emulator.createBucket(currentBucket);
   // Uploads use a client with its own retries off, as openGcsStore does.

@@ -6,7 +6,7 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, wr
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import sharp from "sharp";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { datasetHash } from "../../src/core/dataset.ts";
 import { cleanEnv, cliPath, runCli, type CliResult } from "../support/cli.ts";
 import { startCuttingProxy, startGcsEmulator, type CuttingProxy, type GcsEmulator } from "../support/gcs-emulator.ts";
@@ -22,9 +22,14 @@ let proxy: CuttingProxy;
 const selfies = join(work, "selfies");
 const big = join(work, "twelve-mp");
 
+let startup: unknown;
 beforeAll(async () => {
-  emulator = await startGcsEmulator();
-  proxy = await startCuttingProxy(emulator.port);
+  try {
+    emulator = await startGcsEmulator();
+    proxy = await startCuttingProxy(emulator.port);
+  } catch (error) {
+    startup = error; // the vertex tests report it one by one below
+  }
   mkdirSync(selfies);
   await writePhotos(selfies, 12, { seed: 2000, width: 900, height: 700 });
   writeFileSync(join(selfies, "notes.txt"), "not a photo");
@@ -140,6 +145,10 @@ describe("avatar upload (local backend)", () => {
 });
 
 describe("avatar upload (vertex backend on fake-gcs-server)", () => {
+  beforeEach(() => {
+    if (startup) throw startup;
+  });
+
   it("must-show: 20 twelve-megapixel JPEGs → gs:// URI; the zip holds 20 normalised JPEGs with no EXIF", async () => {
     await emulator.createBucket("alice-bucket");
     const started = Date.now();
