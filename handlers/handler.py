@@ -308,7 +308,13 @@ class EndpointHandler:
             self.device, self.dtype = "cpu", torch.float32
         pipeline_class = StableDiffusionXLPipeline if self.kind == "sdxl" else StableDiffusionPipeline
         pipe = load_base_pipeline(pipeline_class, self.base_model, self.dtype, fp16_variant=self.device == "cuda")
-        pipe.load_lora_weights(str(self.model_dir), weight_name=LORA_WEIGHTS_FILE, adapter_name=ADAPTER_NAME)
+        try:
+            pipe.load_lora_weights(str(self.model_dir), weight_name=LORA_WEIGHTS_FILE, adapter_name=ADAPTER_NAME)
+        except Exception as exc:
+            raise RuntimeError(
+                f"could not load the LoRA weights {str(lora_path)!r} into the {self.kind} base "
+                f"{self.base_model!r}: {exc}"
+            ) from exc
         pipe.to(self.device)
         pipe.set_progress_bar_config(disable=True)
         self.pipe = pipe

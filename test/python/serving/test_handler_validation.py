@@ -239,3 +239,9 @@ def test_fp16_variant_falls_back_to_default_weights(handler_module, tiny_sd15_di
     pipe = handler_module.load_base_pipeline(StableDiffusionPipeline, str(tiny_sd15_dir), torch.float32,
                                              fp16_variant=True)
     assert isinstance(pipe, StableDiffusionPipeline) and pipe.unet.dtype == torch.float32
+
+
+def test_corrupt_lora_weights_fail_clearly(handler_module, tiny_sd15_dir, tmp_path):
+    model = write_model(tmp_path, avatar_json("sd15", tiny_sd15_dir))  # LoRA file = b"not really"
+    with pytest.raises(RuntimeError, match="could not load the LoRA weights .*pytorch_lora_weights.safetensors"):
+        handler_module.EndpointHandler(str(model))
