@@ -134,6 +134,11 @@ export async function main(argv: string[], deps: MainDeps = {}): Promise<number>
 
 /** Used by bin/avatar.js: wires the real process (signals, exit code). */
 export async function run(argv: string[]): Promise<void> {
+  // `avatar --help | head`: a reader that stops early is not an error.
+  process.stdout.on("error", (error: NodeJS.ErrnoException) => {
+    if (error.code === "EPIPE") process.exit(ExitCode.ok);
+    throw error;
+  });
   const controller = new AbortController();
   const remoteNotes = new Set<string>();
   let interrupts = 0;
