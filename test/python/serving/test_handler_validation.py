@@ -245,3 +245,22 @@ def test_corrupt_lora_weights_fail_clearly(handler_module, tiny_sd15_dir, tmp_pa
     model = write_model(tmp_path, avatar_json("sd15", tiny_sd15_dir))  # LoRA file = b"not really"
     with pytest.raises(RuntimeError, match="could not load the LoRA weights .*pytorch_lora_weights.safetensors"):
         handler_module.EndpointHandler(str(model))
+
+
+def test_is_tiny_model(handler_module, tmp_path):
+    tiny = tmp_path / "tiny"
+    tiny.mkdir()
+    assert not handler_module.is_tiny_model(str(tiny))  # no marker
+    (tiny / "avatar-tiny.json").write_text('{"avatar_tiny": true}')
+    assert handler_module.is_tiny_model(str(tiny))
+    (tiny / "avatar-tiny.json").write_text('{"avatar_tiny": "yes"}')
+    assert not handler_module.is_tiny_model(str(tiny))
+    (tiny / "avatar-tiny.json").write_text("[1]")
+    assert not handler_module.is_tiny_model(str(tiny))
+    (tiny / "avatar-tiny.json").write_text("{broken")
+    assert not handler_module.is_tiny_model(str(tiny))
+    assert not handler_module.is_tiny_model("stabilityai/stable-diffusion-xl-base-1.0")
+
+
+def test_tiny_kit_pipelines_carry_the_marker(handler_module, tiny_sd15_dir, tiny_sdxl_dir):
+    assert handler_module.is_tiny_model(str(tiny_sd15_dir)) and handler_module.is_tiny_model(str(tiny_sdxl_dir))
