@@ -3,6 +3,9 @@
 import type { Context } from "../context.ts";
 import type { ObjectStore } from "./store.ts";
 import type { TrainerArgsInput, TrainerProgress } from "../core/trainer-args.ts";
+import type { PlannedRequest } from "../core/vertex-specs.ts";
+
+export type { PlannedRequest };
 
 /** Trainer options without locations: each backend maps store keys to its own paths. */
 export type TrainerOptions = Omit<TrainerArgsInput, "dataset" | "outputDir" | "checkpointDir">;
@@ -52,6 +55,8 @@ export interface TrainingService {
   wait(id: string, options?: WaitOptions): Promise<TrainingJob>;
   cancel(id: string): Promise<void>;
   logs(id: string, options: { onLine: (line: string) => void; tail?: number }): Promise<void>;
+  /** --dry-run: the remote requests launch() would send (backends with remote state only). */
+  plan?(spec: TrainingJobSpec): Promise<PlannedRequest[]>;
 }
 
 export interface ModelVersion {
@@ -81,6 +86,8 @@ export interface ModelRegistry {
   list(filter?: { name?: string }): Promise<ModelVersion[]>;
   /** The default (newest) version, a version id, or a run id. */
   get(name: string, version?: string): Promise<ModelVersion | undefined>;
+  /** --dry-run: the remote requests register() would send. */
+  plan?(spec: RegisterSpec): Promise<PlannedRequest[]>;
 }
 
 export type EndpointState = "deploying" | "ready" | "failed" | "stopped";
@@ -119,6 +126,10 @@ export interface ServingService {
   /** Stops serving and deletes the endpoint; false when there was nothing to stop. */
   down(name: string): Promise<boolean>;
   logs(name: string, options: { onLine: (line: string) => void; tail?: number }): Promise<void>;
+  /** --dry-run: the remote requests deploy() would send. */
+  plan?(spec: DeploySpec): Promise<PlannedRequest[]>;
+  /** --dry-run: the remote requests down() would send. */
+  planDown?(name: string): Promise<PlannedRequest[]>;
 }
 
 export interface Backend {
@@ -132,10 +143,8 @@ export interface Backend {
 
 export async function openBackend(ctx: Context, hooks: { python: () => Promise<string> }): Promise<Backend> {
   if (ctx.config.values.backend === "vertex") {
-    const { AvatarError } = await import("../core/errors.ts");
-    throw new AvatarError("NOT_AVAILABLE", "Training, registry and serving on the vertex backend are not available yet in this version.", {
-      hint: "Use --backend local (or `avatar demo`) for now; `avatar upload --backend vertex` already uploads datasets to your bucket.",
-    });
+    const { openVertexBackend } = await import("./vertex/index.ts");
+    return openVertexBackend(ctx);
   }
   const { openLocalBackend } = await import("./local/index.ts");
   return openLocalBackend(ctx, hooks);

@@ -1,5 +1,6 @@
 import { defineCommand } from "./spec.ts";
 import { validateAvatarName } from "../core/names.ts";
+import { formatPlannedRequests } from "../core/vertex-specs.ts";
 
 export const deployCommand = defineCommand({
   name: "deploy",
@@ -17,7 +18,7 @@ export const deployCommand = defineCommand({
     return withBackend(ctx, async (backend) => {
       const result = await deployAvatar(ctx, backend, { name, version: options.version as string | undefined, gpu: ctx.config.values.gpu });
       const human = result.dryRun
-        ? [`Would deploy ${name} version ${result.version.versionId} (${result.version.artifactUri}).`]
+        ? [`Would deploy ${name} version ${result.version.versionId} (${result.version.artifactUri}).`, ...formatPlannedRequests(result.requests)]
         : [`${name} v${result.version.versionId} is serving${result.endpoint?.url ? ` at ${result.endpoint.url}` : ""}.`, "It bills (or holds memory) until `avatar down`."];
       return { data: result, human, next: `avatar generate ${name} "{avatar} as an astronaut"` };
     });

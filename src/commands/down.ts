@@ -1,5 +1,6 @@
 import { defineCommand } from "./spec.ts";
 import { validateAvatarName } from "../core/names.ts";
+import { formatPlannedRequests } from "../core/vertex-specs.ts";
 
 export const downCommand = defineCommand({
   name: "down",
@@ -12,7 +13,11 @@ export const downCommand = defineCommand({
     return withBackend(ctx, async (backend) => {
       if (ctx.flags.dryRun) {
         const endpoint = await backend.serving.get(name);
-        return { data: { name, wouldStop: Boolean(endpoint), dryRun: true }, human: [endpoint ? `Would stop the ${name} endpoint.` : `${name} has no endpoint.`] };
+        const requests = backend.serving.planDown ? await backend.serving.planDown(name) : undefined;
+        return {
+          data: { name, wouldStop: Boolean(endpoint), dryRun: true, ...(requests ? { requests } : {}) },
+          human: [endpoint ? `Would stop the ${name} endpoint.` : `${name} has no endpoint.`, ...formatPlannedRequests(requests)],
+        };
       }
       const stopped = await backend.serving.down(name);
       return {

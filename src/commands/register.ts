@@ -1,6 +1,7 @@
 import { defineCommand } from "./spec.ts";
 import { AvatarError } from "../core/errors.ts";
 import { isRunId, validateAvatarName } from "../core/names.ts";
+import { formatPlannedRequests } from "../core/vertex-specs.ts";
 
 export const registerCommand = defineCommand({
   name: "register",
@@ -29,7 +30,7 @@ export const registerCommand = defineCommand({
       }
       const result = await registerRun(ctx, backend, { name, runId });
       const human = result.dryRun
-        ? [`Would register ${result.artifactUri} (${result.manifest.pipeline}, base ${result.manifest.base_model}) as a new version of ${name}.`]
+        ? [`Would register ${result.artifactUri} (${result.manifest.pipeline}, base ${result.manifest.base_model}) as a new version of ${name}.`, ...formatPlannedRequests(result.requests)]
         : [
             `${result.created ? "Registered" : "Already registered:"} ${name} version ${result.version!.versionId} (run ${runId})`,
             `artifacts  ${result.artifactUri}`,

@@ -19,7 +19,7 @@ export const statusCommand = defineCommand({
       if (!avatar || (!avatar.runs.length && !avatar.models.length && !avatar.endpoint)) {
         throw new AvatarError("NOT_FOUND", `Nothing found for ${name} on the ${backend.kind} backend.`, { hint: "`avatar list` shows all avatars." });
       }
-      const running = avatar.runs.find((r) => r.state === "running");
+      const running = avatar.runs.find((r) => r.state === "running" || r.state === "queued");
       if (options.wait && running) {
         await waitForTraining(ctx, backend, running.id);
         [avatar] = await inventory(backend, name);

@@ -1,6 +1,7 @@
 import { defineCommand } from "./spec.ts";
 import { AvatarError } from "../core/errors.ts";
 import { validateAvatarName } from "../core/names.ts";
+import { formatPlannedRequests } from "../core/vertex-specs.ts";
 
 export const trainCommand = defineCommand({
   name: "train",
@@ -69,6 +70,7 @@ export const trainCommand = defineCommand({
         `run      ${result.job.runId} (${result.job.state}${result.resumed ? ", resumed" : ""})`,
         `model    ${result.job.modelUri}`,
         ...(result.registered?.version ? [`version  ${result.registered.version.versionId}`] : []),
+        ...formatPlannedRequests(result.requests),
       ];
       const next = result.job.state === "running" ? `avatar status ${name} --wait` : result.registered ? `avatar deploy ${name}` : `avatar register --name ${name} --run ${result.job.runId}`;
       return { data: { dataset, ...result }, human, next: ctx.flags.dryRun ? undefined : next };

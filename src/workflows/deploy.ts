@@ -1,5 +1,5 @@
 // Deploy: the avatar's default (or a chosen) model version to its endpoint, with a live stage display.
-import type { Backend, EndpointInfo, ModelVersion } from "../backends/backend.ts";
+import type { Backend, DeploySpec, EndpointInfo, ModelVersion, PlannedRequest } from "../backends/backend.ts";
 import type { Context } from "../context.ts";
 import type { Gpu } from "../core/config.ts";
 import { AvatarError } from "../core/errors.ts";
@@ -16,6 +16,8 @@ export interface DeployResult {
   version: ModelVersion;
   reused: boolean;
   dryRun: boolean;
+  /** --dry-run on a backend with remote state: the requests that would have been sent. */
+  requests?: PlannedRequest[];
 }
 
 export async function deployAvatar(ctx: Context, backend: Backend, input: DeployInput): Promise<DeployResult> {
@@ -25,14 +27,18 @@ export async function deployAvatar(ctx: Context, backend: Backend, input: Deploy
       hint: `Train one with \`avatar train ./selfies --name ${input.name}\`, or list versions with \`avatar status ${input.name}\`.`,
     });
   }
-  if (ctx.flags.dryRun) return { endpoint: undefined, version, reused: false, dryRun: true };
+  const spec: DeploySpec = { name: input.name, version, gpu: input.gpu, minReplicas: 1, maxReplicas: 1, labels: resourceLabels(input.name, version.runId) };
+  if (ctx.flags.dryRun) {
+    const requests = backend.serving.plan ? await backend.serving.plan(spec) : undefined;
+    return { endpoint: undefined, version, reused: false, dryRun: true, ...(requests ? { requests } : {}) };
+  }
   const spinner = await ctx.out.spinner(`Deploying ${input.name} v${version.versionId}`);
   const stop = ctx.keepsRunning(`the ${input.name} endpoint (deploying; \`avatar down ${input.name}\` stops it)`);
   try {
-    const { endpoint, reused } = await backend.serving.deploy(
-      { name: input.name, version, gpu: input.gpu, minReplicas: 1, maxReplicas: 1, labels: resourceLabels(input.name, version.runId) },
-      { signal: ctx.signal, onStage: (stage) => spinner.update(`Deploying ${input.name} v${version.versionId}: ${stage}`) },
-    );
+    const { endpoint, reused } = await backend.serving.deploy(spec, {
+      signal: ctx.signal,
+      onStage: (stage) => spinner.update(`Deploying ${input.name} v${version.versionId}: ${stage}`),
+    });
     spinner.succeed(reused ? `${input.name} v${version.versionId} is already serving` : `Deployed ${input.name} v${version.versionId}`);
     return { endpoint, version, reused, dryRun: false };
   } catch (error) {

@@ -1,7 +1,7 @@
 // Register: handler.py + requirements.txt beside the weights, then a registry version (idempotent).
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import type { Backend, ModelVersion } from "../backends/backend.ts";
+import type { Backend, ModelVersion, PlannedRequest, RegisterSpec } from "../backends/backend.ts";
 import type { Context } from "../context.ts";
 import { AvatarError } from "../core/errors.ts";
 import { resourceLabels } from "../core/names.ts";
@@ -19,6 +19,8 @@ export interface RegisterResult {
   artifactUri: string;
   manifest: AvatarManifest;
   dryRun: boolean;
+  /** --dry-run: what would be written and sent. */
+  requests?: PlannedRequest[];
 }
 
 async function readManifest(backend: Backend, key: string): Promise<AvatarManifest> {
@@ -50,20 +52,26 @@ export async function registerRun(ctx: Context, backend: Backend, input: Registe
   if (manifest.name !== input.name) {
     throw new AvatarError("BAD_INPUT", `${artifactUri} belongs to avatar "${manifest.name}", not "${input.name}".`);
   }
-  if (ctx.flags.dryRun) {
-    return { version: undefined, created: false, artifactUri, manifest, dryRun: true };
-  }
-  // The serving container imports handler.py from the model directory (research/hf-serving.md §3).
-  for (const file of [MODEL_FILES.handler, MODEL_FILES.requirements]) {
-    const body = await readFile(join(handlersDir, file));
-    await backend.store.put(`${modelKey}/${file}`, body, { contentType: "text/plain", overwrite: true });
-  }
-  const { version, created } = await backend.registry.register({
+  const spec: RegisterSpec = {
     name: input.name,
     runId: input.runId,
     modelKey,
     labels: resourceLabels(input.name, input.runId),
     description: `${manifest.pipeline} LoRA of ${manifest.base_model}, trigger "${manifest.token} ${manifest.class_word}"`,
-  });
+  };
+  const handlerFiles = [MODEL_FILES.handler, MODEL_FILES.requirements];
+  if (ctx.flags.dryRun) {
+    const requests: PlannedRequest[] = [
+      { service: "store", method: "put", request: { objects: handlerFiles.map((f) => backend.store.uri(`${modelKey}/${f}`)) }, note: "handler.py beside the weights" },
+      ...(backend.registry.plan ? await backend.registry.plan(spec) : []),
+    ];
+    return { version: undefined, created: false, artifactUri, manifest, dryRun: true, requests };
+  }
+  // The serving container imports handler.py from the model directory (research/hf-serving.md §3).
+  for (const file of handlerFiles) {
+    const body = await readFile(join(handlersDir, file));
+    await backend.store.put(`${modelKey}/${file}`, body, { contentType: "text/plain", overwrite: true });
+  }
+  const { version, created } = await backend.registry.register(spec);
   return { version, created, artifactUri, manifest, dryRun: false };
 }

@@ -1,5 +1,5 @@
 // avatar train: prepare → zip → upload → launch the trainer → wait (detachable) → register.
-import type { Backend, TrainingJob } from "../backends/backend.ts";
+import type { Backend, PlannedRequest, TrainingJob, TrainingJobSpec } from "../backends/backend.ts";
 import type { Context } from "../context.ts";
 import { AvatarError } from "../core/errors.ts";
 import { newRunId, resourceLabels } from "../core/names.ts";
@@ -36,6 +36,8 @@ export interface TrainResult {
   resumed: boolean;
   registered?: RegisterResult;
   seconds: number;
+  /** --dry-run on a backend with remote state: the requests that would have been sent. */
+  requests?: PlannedRequest[];
 }
 
 /** Refuses a real base model on a CPU-only local backend: days of compute, not minutes. */
@@ -91,12 +93,12 @@ export async function trainAvatar(ctx: Context, backend: Backend, input: TrainIn
   // An interrupted run of the same dataset resumes (same run id → same checkpoint directory).
   const datasetLabel = input.dataset.sha256.slice(0, 32);
   const previous = (await backend.training.list({ name: input.name })).filter(
-    (j) => j.labels["avatar-dataset"] === datasetLabel && (j.state === "interrupted" || j.state === "running"),
+    (j) => j.labels["avatar-dataset"] === datasetLabel && (j.state === "interrupted" || j.state === "running" || j.state === "queued"),
   );
   const resumable = previous.at(-1);
   const runId = resumable?.runId ?? newRunId();
   const labels = { ...resourceLabels(input.name, runId), "avatar-dataset": datasetLabel };
-  const spec = {
+  const spec: TrainingJobSpec = {
     name: input.name,
     runId,
     displayName: `avatar-${input.name}-${runId}`,
@@ -129,10 +131,14 @@ export async function trainAvatar(ctx: Context, backend: Backend, input: TrainIn
     },
   };
   if (ctx.flags.dryRun) {
-    return { job: { id: spec.displayName, name: input.name, runId, state: "queued", labels, createdAt: new Date().toISOString(), modelUri: backend.store.uri(spec.modelKey) }, resumed: false, seconds: 0 };
+    const requests = backend.training.plan ? await backend.training.plan(spec) : undefined;
+    return { job: { id: spec.displayName, name: input.name, runId, state: "queued", labels, createdAt: new Date().toISOString(), modelUri: backend.store.uri(spec.modelKey) }, resumed: false, seconds: 0, ...(requests ? { requests } : {}) };
   }
-  const launched = resumable?.state === "running" ? resumable : await backend.training.launch(spec);
-  if (resumable) ctx.out.info(`Resuming run ${runId} of ${input.name} from its last checkpoint.`);
+  // A job of the same photos still on its way (on Vertex it outlives an interrupted CLI): follow it.
+  const active = resumable?.state === "running" || resumable?.state === "queued";
+  const launched = active ? resumable : await backend.training.launch(spec);
+  if (active) ctx.out.info(`Run ${runId} of ${input.name} is already ${resumable.state}; following it.`);
+  else if (resumable) ctx.out.info(`Resuming run ${runId} of ${input.name} from its last checkpoint.`);
   else ctx.out.success(`Launched training run ${runId} (${steps} steps on ${base.tiny ? "the tiny demo model" : base.base})`);
   if (input.detach) return { job: launched, resumed: Boolean(resumable), seconds: (Date.now() - started) / 1000 };
   const job = await waitForTraining(ctx, backend, launched.id);

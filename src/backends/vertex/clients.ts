@@ -18,3 +18,79 @@ export async function createStorage(options: StorageOptions): Promise<Storage> {
     retryOptions: { autoRetry: (options.maxRetries ?? 4) > 0, maxRetries: options.maxRetries ?? 4 },
   });
 }
+
+// ------------------------------------------------------------------------------------------------
+// Vertex AI (v1, gRPC). Regional endpoint `${region}-aiplatform.googleapis.com`; AVATAR_VERTEX_ENDPOINT
+// = host:port points every client at a local fake instead (insecure channel, no credentials).
+
+export type AiplatformModule = typeof import("@google-cloud/aiplatform");
+type V1 = AiplatformModule["v1"];
+export type JobServiceClient = InstanceType<V1["JobServiceClient"]>;
+export type ModelServiceClient = InstanceType<V1["ModelServiceClient"]>;
+export type EndpointServiceClient = InstanceType<V1["EndpointServiceClient"]>;
+export type PredictionServiceClient = InstanceType<V1["PredictionServiceClient"]>;
+
+export interface VertexClientOptions {
+  region: string;
+  env: Readonly<Record<string, string | undefined>>;
+}
+
+/** Constructor options of every Vertex client (exported for tests). */
+export async function vertexClientOptions(options: VertexClientOptions): Promise<Record<string, unknown>> {
+  const universeDomain = options.env.GOOGLE_CLOUD_UNIVERSE_DOMAIN || "googleapis.com";
+  const emulator = options.env.AVATAR_VERTEX_ENDPOINT;
+  if (emulator) {
+    const match = /^\[?([^\]]+?)\]?:(\d{1,5})$/.exec(emulator.trim());
+    if (!match) {
+      const { AvatarError } = await import("../../core/errors.ts");
+      throw new AvatarError("CONFIG", `AVATAR_VERTEX_ENDPOINT "${emulator}" is not host:port.`, { hint: "e.g. AVATAR_VERTEX_ENDPOINT=127.0.0.1:8085, or unset it to use Vertex AI." });
+    }
+    // gax's own grpc-js: another copy fails its `instanceof ChannelCredentials` check.
+    const { grpc } = await import("google-gax");
+    return { apiEndpoint: match[1], port: Number(match[2]), sslCreds: grpc.credentials.createInsecure(), universeDomain };
+  }
+  // universeDomain given: the client does not probe the GCE metadata server for it (slow, warns off GCP).
+  return { apiEndpoint: `${options.region}-aiplatform.googleapis.com`, universeDomain };
+}
+
+/** The four Vertex clients, each created on first use and closed together. */
+export class VertexClients {
+  readonly #options: VertexClientOptions;
+  #module: Promise<AiplatformModule> | undefined;
+  #clientOptions: Promise<Record<string, unknown>> | undefined;
+  readonly #made = new Map<string, Promise<{ close(): Promise<void> }>>();
+
+  constructor(options: VertexClientOptions) {
+    this.#options = options;
+  }
+
+  module(): Promise<AiplatformModule> {
+    this.#module ??= import("@google-cloud/aiplatform");
+    return this.#module;
+  }
+
+  async #client<T extends { close(): Promise<void> }>(kind: "JobServiceClient" | "ModelServiceClient" | "EndpointServiceClient" | "PredictionServiceClient"): Promise<T> {
+    let made = this.#made.get(kind);
+    if (!made) {
+      made = (async () => {
+        const { v1 } = await this.module();
+        this.#clientOptions ??= vertexClientOptions(this.#options);
+        const Client = v1[kind] as unknown as new (options: Record<string, unknown>) => T;
+        return new Client(await this.#clientOptions);
+      })();
+      this.#made.set(kind, made);
+    }
+    return (await made) as T;
+  }
+
+  jobs = () => this.#client<JobServiceClient>("JobServiceClient");
+  models = () => this.#client<ModelServiceClient>("ModelServiceClient");
+  endpoints = () => this.#client<EndpointServiceClient>("EndpointServiceClient");
+  prediction = () => this.#client<PredictionServiceClient>("PredictionServiceClient");
+
+  async close(): Promise<void> {
+    const made = [...this.#made.values()];
+    this.#made.clear();
+    await Promise.all(made.map(async (m) => (await m.catch(() => undefined))?.close().catch(() => undefined)));
+  }
+}

@@ -1,0 +1,23 @@
+// What the vertex services share: location, bucket, store, clients, poll intervals.
+import type { VertexLocation } from "../../core/vertex-names.ts";
+import type { ObjectStore } from "../store.ts";
+import type { VertexClients } from "./clients.ts";
+import type { VertexErrorContext } from "./errors.ts";
+
+export interface VertexContext {
+  loc: VertexLocation;
+  bucket: string;
+  store: ObjectStore;
+  clients: VertexClients;
+  env: Readonly<Record<string, string | undefined>>;
+  poll: { jobMs: number; operationMs: number };
+  /** AVATAR_VERTEX_ENDPOINT is set: a local fake plays Vertex (and runs jobs on this machine). */
+  emulated: boolean;
+}
+
+export function errorContext(vctx: VertexContext, doing: string, extra: Partial<VertexErrorContext> = {}): VertexErrorContext {
+  return { doing, region: vctx.loc.region, project: vctx.loc.project, ...extra };
+}
+
+/** gRPC NOT_FOUND (code 5). */
+export const isNotFound = (error: unknown) => (error as { code?: unknown } | null)?.code === 5;

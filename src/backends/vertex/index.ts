@@ -1,0 +1,40 @@
+// The vertex backend: GCS store, Vertex CustomJob training, Model Registry, Endpoints.
+// Needs a project and a bucket; AVATAR_VERTEX_ENDPOINT / AVATAR_GCS_ENDPOINT point it at local fakes.
+import type { Context } from "../../context.ts";
+import { requireValue } from "../../core/config.ts";
+import type { Backend } from "../backend.ts";
+import { VertexClients } from "./clients.ts";
+import type { VertexContext } from "./context.ts";
+import { pollIntervals } from "./lro.ts";
+import { VertexRegistry } from "./registry.ts";
+import { VertexServing } from "./serving.ts";
+import { openGcsStore } from "./store.ts";
+import { VertexTraining } from "./training.ts";
+
+export async function openVertexBackend(ctx: Pick<Context, "config" | "env">): Promise<Backend> {
+  const project = requireValue(ctx.config, "project");
+  const bucket = requireValue(ctx.config, "bucket");
+  const region = ctx.config.values.region;
+  const store = await openGcsStore({ bucket, project, env: ctx.env });
+  const clients = new VertexClients({ region, env: ctx.env });
+  const vctx: VertexContext = {
+    loc: { project, region },
+    bucket,
+    store,
+    clients,
+    env: ctx.env,
+    poll: pollIntervals(ctx.env),
+    emulated: Boolean(ctx.env.AVATAR_VERTEX_ENDPOINT),
+  };
+  return {
+    kind: "vertex",
+    store,
+    training: new VertexTraining(vctx),
+    registry: new VertexRegistry(vctx),
+    serving: new VertexServing(vctx),
+    async close() {
+      await clients.close();
+      await store.close();
+    },
+  };
+}

@@ -1,0 +1,137 @@
+// The Vertex Model Registry: one model per avatar (id avatar-<name>), one version per training run.
+// The first upload creates the model with modelId, later ones add versions with parentModel; a run
+// that already has a version (label avatar-run=<run>) is returned as it is.
+import { avatarFilter, avatarOfResourceId, isoTime, locationName, modelName, resourceId, versionSuffix } from "../../core/vertex-names.ts";
+import { serveImage, uploadModelRequest, type PlannedRequest } from "../../core/vertex-specs.ts";
+import type { ModelRegistry, ModelVersion, RegisterSpec } from "../backend.ts";
+import { errorContext, isNotFound, type VertexContext } from "./context.ts";
+import { mapVertexError } from "./errors.ts";
+import { waitOperation } from "./lro.ts";
+
+interface ModelLike {
+  name?: string | null;
+  versionId?: string | null;
+  versionAliases?: string[] | null;
+  versionCreateTime?: { seconds?: string | number | null; nanos?: number | null } | null;
+  createTime?: { seconds?: string | number | null; nanos?: number | null } | null;
+  labels?: Record<string, string> | null;
+  artifactUri?: string | null;
+}
+
+const ALIAS = /^[a-z][a-zA-Z0-9-]{0,126}[a-z0-9]$/;
+
+export class VertexRegistry implements ModelRegistry {
+  readonly #v: VertexContext;
+
+  constructor(vctx: VertexContext) {
+    this.#v = vctx;
+  }
+
+  #toVersion(model: ModelLike): ModelVersion {
+    const labels = { ...(model.labels ?? {}) };
+    const modelId = resourceId(model.name ?? "");
+    return {
+      modelId,
+      name: labels.avatar ?? avatarOfResourceId(modelId) ?? modelId,
+      versionId: String(model.versionId ?? ""),
+      runId: labels["avatar-run"] ?? "",
+      artifactUri: model.artifactUri ?? "",
+      aliases: [...(model.versionAliases ?? [])],
+      labels,
+      createdAt: isoTime(model.versionCreateTime) ?? isoTime(model.createTime) ?? "",
+    };
+  }
+
+  async #getRaw(name: string, suffix = ""): Promise<ModelLike | undefined> {
+    const models = await this.#v.clients.models();
+    try {
+      const [model] = await models.getModel({ name: `${modelName(this.#v.loc, name)}${suffix}` });
+      return model as ModelLike;
+    } catch (error) {
+      if (isNotFound(error)) return undefined;
+      throw mapVertexError(error, errorContext(this.#v, `reading the model of ${name}`));
+    }
+  }
+
+  async #versions(fullName: string, avatar: string): Promise<ModelVersion[]> {
+    const models = await this.#v.clients.models();
+    try {
+      const [versions] = (await models.listModelVersions({ name: fullName })) as unknown as [ModelLike[]];
+      return versions.map((m) => this.#toVersion(m)).sort((a, b) => Number(a.versionId) - Number(b.versionId));
+    } catch (error) {
+      if (isNotFound(error)) return [];
+      throw mapVertexError(error, errorContext(this.#v, `listing the model versions of ${avatar}`));
+    }
+  }
+
+  #request(spec: RegisterSpec, modelExists: boolean) {
+    return uploadModelRequest(this.#v.loc, {
+      name: spec.name,
+      runId: spec.runId,
+      artifactUri: this.#v.store.uri(spec.modelKey),
+      labels: spec.labels,
+      description: spec.description,
+      imageUri: serveImage(this.#v.env),
+      modelExists,
+    });
+  }
+
+  async plan(spec: RegisterSpec): Promise<PlannedRequest[]> {
+    const existing = await this.#getRaw(spec.name);
+    if (existing) {
+      const found = (await this.#versions(modelName(this.#v.loc, spec.name), spec.name)).find((v) => v.runId === spec.runId);
+      if (found) return [{ service: "ModelService", method: "UploadModel", request: null, note: `not needed: run ${spec.runId} is already version ${found.versionId}` }];
+    }
+    return [{ service: "ModelService", method: "UploadModel", request: this.#request(spec, Boolean(existing)) }];
+  }
+
+  async register(spec: RegisterSpec): Promise<{ version: ModelVersion; created: boolean }> {
+    const existing = await this.#getRaw(spec.name);
+    if (existing) {
+      const found = (await this.#versions(modelName(this.#v.loc, spec.name), spec.name)).find((v) => v.runId === spec.runId);
+      if (found) return { version: found, created: false };
+    }
+    const models = await this.#v.clients.models();
+    const context = errorContext(this.#v, `registering run ${spec.runId} of ${spec.name}`);
+    let operation;
+    try {
+      [operation] = await models.uploadModel(this.#request(spec, Boolean(existing)));
+    } catch (error) {
+      // Another process created the model between our look and our upload: add a version instead.
+      if ((error as { code?: unknown }).code === 6 && !existing) return this.register(spec);
+      throw mapVertexError(error, context);
+    }
+    const result = await waitOperation(operation, (name) => models.checkUploadModelProgress(name), {
+      intervalMs: this.#v.poll.operationMs,
+      context,
+      interrupted: "Interrupted while the model was being registered; run `avatar register` again to pick it up.",
+    });
+    const versionId = String((result as { modelVersionId?: string | null }).modelVersionId ?? "");
+    const created = versionId ? await this.#getRaw(spec.name, `@${versionId}`) : undefined;
+    const version = created ? this.#toVersion(created) : await this.get(spec.name, spec.runId);
+    if (!version) throw mapVertexError({ code: 5, details: `model version of run ${spec.runId} not found after upload` }, context);
+    return { version, created: true };
+  }
+
+  async list(filter: { name?: string } = {}): Promise<ModelVersion[]> {
+    const models = await this.#v.clients.models();
+    let raw: ModelLike[];
+    try {
+      [raw] = (await models.listModels({ parent: locationName(this.#v.loc), filter: avatarFilter(filter.name) })) as unknown as [ModelLike[]];
+    } catch (error) {
+      throw mapVertexError(error, errorContext(this.#v, "listing models"));
+    }
+    const byName = new Map<string, ModelLike>();
+    for (const m of raw) if (m.name && m.labels?.avatar) byName.set(resourceId(m.name), m);
+    const all = await Promise.all([...byName.values()].map((m) => this.#versions(m.name!, m.labels!.avatar!)));
+    return all.flat().filter((v) => v.labels.avatar && (!filter.name || v.name === filter.name));
+  }
+
+  async get(name: string, version?: string): Promise<ModelVersion | undefined> {
+    const suffix = versionSuffix(version);
+    const id = suffix.slice(1);
+    if (!/^\d+$/.test(id) && !ALIAS.test(id)) return undefined;
+    const model = await this.#getRaw(name, suffix);
+    return model ? this.#toVersion(model) : undefined;
+  }
+}

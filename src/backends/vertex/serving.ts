@@ -1,0 +1,310 @@
+// Serving on Vertex: one Endpoint per avatar (id avatar-<name>), the chosen model version deployed
+// on the GPU preset with all traffic; predict through PredictionService; down = undeploy everything
+// and delete the endpoint, which stops the billing.
+import { AvatarError } from "../../core/errors.ts";
+import {
+  avatarFilter, avatarOfResourceId, deploymentStageText, endpointName, gpuOfAccelerator, isoTime, locationName, resourceId,
+} from "../../core/vertex-names.ts";
+import {
+  createEndpointRequest, deployModelRequest, predictRequest, runIdOfDeployedModel, undeployAllRequests, type PlannedRequest,
+} from "../../core/vertex-specs.ts";
+import type { DeploySpec, EndpointInfo, PredictResponse, ServingService } from "../backend.ts";
+import { errorContext, isNotFound, type VertexContext } from "./context.ts";
+import { mapVertexError } from "./errors.ts";
+import { waitOperation } from "./lro.ts";
+
+interface DeployedModelLike {
+  id?: string | null;
+  model?: string | null;
+  modelVersionId?: string | null;
+  displayName?: string | null;
+  dedicatedResources?: { machineSpec?: { acceleratorType?: string | number | null } | null } | null;
+}
+
+interface EndpointLike {
+  name?: string | null;
+  labels?: Record<string, string> | null;
+  deployedModels?: DeployedModelLike[] | null;
+  trafficSplit?: Record<string, number> | null;
+  createTime?: { seconds?: string | number | null; nanos?: number | null } | null;
+}
+
+interface ValueLike {
+  kind?: string;
+  nullValue?: unknown;
+  numberValue?: number;
+  stringValue?: string;
+  boolValue?: boolean;
+  structValue?: { fields?: Record<string, ValueLike> | null } | null;
+  listValue?: { values?: ValueLike[] | null } | null;
+}
+
+/** google.protobuf.Value → plain JSON (any kind, unlike helpers.fromValue which wants a struct). */
+export function fromValue(v: ValueLike | null | undefined): unknown {
+  if (!v) return null;
+  const kind = v.kind ?? Object.keys(v).find((k) => k.endsWith("Value"));
+  switch (kind) {
+    case "numberValue":
+      return v.numberValue;
+    case "stringValue":
+      return v.stringValue;
+    case "boolValue":
+      return v.boolValue;
+    case "structValue":
+      return Object.fromEntries(Object.entries(v.structValue?.fields ?? {}).map(([k, x]) => [k, fromValue(x)]));
+    case "listValue":
+      return (v.listValue?.values ?? []).map((x) => fromValue(x));
+    default:
+      return null;
+  }
+}
+
+export class VertexServing implements ServingService {
+  readonly #v: VertexContext;
+
+  constructor(vctx: VertexContext) {
+    this.#v = vctx;
+  }
+
+  async #getRaw(name: string): Promise<EndpointLike | undefined> {
+    const endpoints = await this.#v.clients.endpoints();
+    try {
+      const [endpoint] = await endpoints.getEndpoint({ name: endpointName(this.#v.loc, name) });
+      return endpoint as EndpointLike;
+    } catch (error) {
+      if (isNotFound(error)) return undefined;
+      throw mapVertexError(error, errorContext(this.#v, `reading the endpoint of ${name}`));
+    }
+  }
+
+  /** The deployed model that takes the traffic. */
+  #primary(ep: EndpointLike): DeployedModelLike | undefined {
+    const split = ep.trafficSplit ?? {};
+    return [...(ep.deployedModels ?? [])].sort((a, b) => (split[b.id ?? ""] ?? 0) - (split[a.id ?? ""] ?? 0))[0];
+  }
+
+  #toInfo(ep: EndpointLike): EndpointInfo {
+    const id = resourceId(ep.name ?? "");
+    const labels = { ...(ep.labels ?? {}) };
+    const primary = this.#primary(ep);
+    const info: EndpointInfo = {
+      id,
+      name: labels.avatar ?? avatarOfResourceId(id) ?? id,
+      // Deployed models appear on the endpoint once their deployment finished.
+      state: primary ? "ready" : "stopped",
+      labels,
+      createdAt: isoTime(ep.createTime) ?? "",
+    };
+    if (primary) {
+      info.modelVersion = String(primary.modelVersionId ?? "");
+      const runId = runIdOfDeployedModel(primary.displayName);
+      if (runId) info.runId = runId;
+      const gpu = gpuOfAccelerator(primary.dedicatedResources?.machineSpec?.acceleratorType);
+      if (gpu) info.gpu = gpu;
+      info.url = `https://${this.#v.loc.region}-aiplatform.googleapis.com/v1/${ep.name}:predict`;
+    }
+    return info;
+  }
+
+  #serves(ep: EndpointLike | undefined, spec: DeploySpec): boolean {
+    const primary = ep && this.#primary(ep);
+    return Boolean(
+      primary &&
+        resourceId(primary.model ?? "") === spec.version.modelId &&
+        String(primary.modelVersionId) === spec.version.versionId &&
+        gpuOfAccelerator(primary.dedicatedResources?.machineSpec?.acceleratorType) === spec.gpu,
+    );
+  }
+
+  #deployRequest(spec: DeploySpec) {
+    return deployModelRequest(this.#v.loc, {
+      name: spec.name,
+      versionId: spec.version.versionId,
+      runId: spec.version.runId,
+      gpu: spec.gpu,
+      minReplicas: spec.minReplicas,
+      maxReplicas: spec.maxReplicas,
+    });
+  }
+
+  async plan(spec: DeploySpec): Promise<PlannedRequest[]> {
+    const ep = await this.#getRaw(spec.name);
+    if (this.#serves(ep, spec)) return [{ service: "EndpointService", method: "DeployModel", request: null, note: `not needed: version ${spec.version.versionId} is already serving` }];
+    const planned: PlannedRequest[] = [];
+    if (!ep) planned.push({ service: "EndpointService", method: "CreateEndpoint", request: createEndpointRequest(this.#v.loc, spec.name) });
+    planned.push({ service: "EndpointService", method: "DeployModel", request: this.#deployRequest(spec) });
+    for (const old of ep?.deployedModels ?? []) {
+      planned.push({ service: "EndpointService", method: "UndeployModel", request: { endpoint: endpointName(this.#v.loc, spec.name), deployedModelId: old.id }, note: "the previous version, after the new one serves" });
+    }
+    return planned;
+  }
+
+  async deploy(spec: DeploySpec, options: { signal?: AbortSignal; onStage?: (stage: string) => void } = {}): Promise<{ endpoint: EndpointInfo; reused: boolean }> {
+    const endpoints = await this.#v.clients.endpoints();
+    const interrupted = {
+      interrupted: `Interrupted; the deployment of ${spec.name} continues on Vertex AI and bills once it serves.`,
+      interruptedHint: `\`avatar status ${spec.name}\` shows it; \`avatar down ${spec.name}\` stops it.`,
+    };
+    let ep = await this.#getRaw(spec.name);
+    if (this.#serves(ep, spec)) return { endpoint: this.#toInfo(ep!), reused: true };
+    if (!ep) {
+      options.onStage?.("creating the endpoint");
+      const context = errorContext(this.#v, `creating the endpoint of ${spec.name}`, { kind: "serving", gpu: spec.gpu });
+      try {
+        const [op] = await endpoints.createEndpoint(createEndpointRequest(this.#v.loc, spec.name));
+        ep = (await waitOperation(op, (n) => endpoints.checkCreateEndpointProgress(n), { intervalMs: this.#v.poll.operationMs, signal: options.signal, context, ...interrupted })) as EndpointLike;
+      } catch (error) {
+        // Created meanwhile by another run: use it.
+        if ((error as { code?: unknown }).code !== 6) throw error instanceof AvatarError ? error : mapVertexError(error, context);
+        ep = await this.#getRaw(spec.name);
+      }
+    }
+    const previous = (ep?.deployedModels ?? []).map((m) => String(m.id));
+    const context = errorContext(this.#v, `deploying ${spec.name} v${spec.version.versionId}`, { kind: "serving", gpu: spec.gpu });
+    let op;
+    try {
+      [op] = await endpoints.deployModel(this.#deployRequest(spec));
+    } catch (error) {
+      throw mapVertexError(error, context);
+    }
+    let stage: string | undefined;
+    await waitOperation(op, (n) => endpoints.checkDeployModelProgress(n), {
+      intervalMs: this.#v.poll.operationMs,
+      signal: options.signal,
+      context,
+      ...interrupted,
+      onMetadata: (metadata) => {
+        const text = deploymentStageText((metadata as { deploymentStage?: number | string | null }).deploymentStage);
+        if (text && text !== stage) {
+          stage = text;
+          options.onStage?.(text);
+        }
+      },
+    });
+    // The new version has all the traffic now: the old ones only hold GPUs.
+    if (previous.length) {
+      options.onStage?.("undeploying the previous version");
+      for (const id of previous) await this.#undeploy(spec.name, { endpoint: endpointName(this.#v.loc, spec.name), deployedModelId: id });
+    }
+    const now = await this.#getRaw(spec.name);
+    if (!now) throw new AvatarError("REMOTE_FAILED", `The endpoint of ${spec.name} disappeared during the deployment.`, { hint: `Run \`avatar deploy ${spec.name}\` again.` });
+    return { endpoint: this.#toInfo(now), reused: false };
+  }
+
+  async #undeploy(name: string, request: { endpoint: string; deployedModelId: string; trafficSplit?: Record<string, number> }): Promise<void> {
+    const endpoints = await this.#v.clients.endpoints();
+    const context = errorContext(this.#v, `undeploying model ${request.deployedModelId} of ${name}`, { kind: "serving" });
+    try {
+      const [op] = await endpoints.undeployModel(request);
+      await waitOperation(op, (n) => endpoints.checkUndeployModelProgress(n), {
+        intervalMs: this.#v.poll.operationMs,
+        context,
+        interrupted: `Interrupted while undeploying from ${name}; run \`avatar down ${name}\` again.`,
+      });
+    } catch (error) {
+      if (isNotFound(error)) return;
+      throw error instanceof AvatarError ? error : mapVertexError(error, context);
+    }
+  }
+
+  async list(filter: { name?: string } = {}): Promise<EndpointInfo[]> {
+    const endpoints = await this.#v.clients.endpoints();
+    let raw: EndpointLike[];
+    try {
+      [raw] = (await endpoints.listEndpoints({ parent: locationName(this.#v.loc), filter: avatarFilter(filter.name) })) as unknown as [EndpointLike[]];
+    } catch (error) {
+      throw mapVertexError(error, errorContext(this.#v, "listing endpoints"));
+    }
+    return raw.filter((e) => e.labels?.avatar && (!filter.name || e.labels.avatar === filter.name)).map((e) => this.#toInfo(e));
+  }
+
+  async get(name: string): Promise<EndpointInfo | undefined> {
+    const ep = await this.#getRaw(name);
+    return ep ? this.#toInfo(ep) : undefined;
+  }
+
+  async predict(name: string, body: unknown, options: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<PredictResponse> {
+    const request = predictRequest(endpointName(this.#v.loc, name), body);
+    const prediction = await this.#v.clients.prediction();
+    const { helpers } = await this.#v.clients.module();
+    const value = (x: unknown) => {
+      const v = helpers.toValue(x as object);
+      if (!v) throw new AvatarError("BAD_INPUT", "A prediction request holds a value that is not JSON.");
+      return v;
+    };
+    const call = prediction.predict(
+      {
+        endpoint: request.endpoint,
+        // Numbers travel as doubles (protobuf Value); the handler casts them back.
+        instances: request.instances.map(value),
+        ...(request.parameters === undefined ? {} : { parameters: value(request.parameters) }),
+      },
+      // The default deadline is 30 s; an image on a cold GPU takes longer.
+      { timeout: options.timeoutMs ?? 600_000 },
+    );
+    const cancel = () => (call as unknown as { cancel?: () => void }).cancel?.();
+    options.signal?.addEventListener("abort", cancel, { once: true });
+    try {
+      const [response] = await call;
+      const predictions = (response.predictions ?? []).map((p) => fromValue(p as ValueLike)) as Record<string, unknown>[];
+      return { predictions, deployedModelId: response.deployedModelId ?? undefined };
+    } catch (error) {
+      if (options.signal?.aborted) throw new AvatarError("INTERRUPTED", "Interrupted while waiting for the endpoint.");
+      const e = error as { code?: unknown; details?: string; message?: string };
+      const text = (e.details || e.message || String(error)).replace(/^\d+ [A-Z_]+: /, "");
+      // The container answered 400: the handler rejected the request (bad steps, size, prompt…).
+      if (e.code === 3) throw new AvatarError("BAD_INPUT", `The model rejected the request: ${text}`, { cause: error, hint: "Check the generate options (steps 1-100, sizes 256-1536 in multiples of 8, …)." });
+      if (e.code === 5 || e.code === 9) throw new AvatarError("NOT_FOUND", `${name} is not deployed: ${text}`, { cause: error, hint: `Run \`avatar deploy ${name}\` first.` });
+      throw mapVertexError(error, errorContext(this.#v, `generating with ${name}`, { kind: "serving" }));
+    } finally {
+      options.signal?.removeEventListener("abort", cancel);
+    }
+  }
+
+  #undeployRequests(ep: EndpointLike) {
+    const split = ep.trafficSplit ?? {};
+    return undeployAllRequests(ep.name ?? "", (ep.deployedModels ?? []).map((m) => ({ id: String(m.id), traffic: split[String(m.id)] ?? 0 })));
+  }
+
+  async planDown(name: string): Promise<PlannedRequest[]> {
+    const ep = await this.#getRaw(name);
+    if (!ep) return [];
+    return [
+      ...this.#undeployRequests(ep).map((request) => ({ service: "EndpointService", method: "UndeployModel", request })),
+      { service: "EndpointService", method: "DeleteEndpoint", request: { name: ep.name } },
+    ];
+  }
+
+  async down(name: string): Promise<boolean> {
+    const ep = await this.#getRaw(name);
+    if (!ep) return false;
+    for (const request of this.#undeployRequests(ep)) await this.#undeploy(name, request);
+    const endpoints = await this.#v.clients.endpoints();
+    const context = errorContext(this.#v, `deleting the endpoint of ${name}`, { kind: "serving" });
+    try {
+      const [op] = await endpoints.deleteEndpoint({ name: ep.name! });
+      await waitOperation(op, (n) => endpoints.checkDeleteEndpointProgress(n), {
+        intervalMs: this.#v.poll.operationMs,
+        context,
+        interrupted: `Interrupted while deleting the endpoint of ${name}; run \`avatar down ${name}\` again.`,
+      });
+    } catch (error) {
+      if (!isNotFound(error)) throw error instanceof AvatarError ? error : mapVertexError(error, context);
+    }
+    return true;
+  }
+
+  async logs(name: string, options: { onLine: (line: string) => void; tail?: number }): Promise<void> {
+    const ep = await this.#getRaw(name);
+    if (!ep) throw new AvatarError("NOT_FOUND", `${name} has no endpoint on Vertex AI.`, { hint: `Run \`avatar deploy ${name}\`.` });
+    const info = this.#toInfo(ep);
+    const { project } = this.#v.loc;
+    const lines = [
+      `endpoint  ${ep.name} (${info.state}${info.modelVersion ? `, version ${info.modelVersion}` : ""})`,
+      "The serving container's logs are in Cloud Logging (avatar does not download them). Read them with:",
+      `  gcloud logging read 'resource.type="aiplatform.googleapis.com/Endpoint" AND resource.labels.endpoint_id="${info.id}"' --project=${project} --limit=200`,
+      `  https://console.cloud.google.com/vertex-ai/online-prediction/endpoints?project=${project}`,
+    ];
+    for (const line of options.tail ? lines.slice(-options.tail) : lines) options.onLine(line);
+  }
+}

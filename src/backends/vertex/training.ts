@@ -1,0 +1,263 @@
+// Training on Vertex: a CustomJob running the trainer package from Cloud Storage FUSE in the Hugging
+// Face training DLC. The job is the record: found again by its labels, its state read from Vertex.
+// Progress comes from the checkpoints the trainer writes to the bucket (each one a COMPLETE marker);
+// the trainer's own log lines go to Cloud Logging, which `avatar logs` points at.
+import { createHash } from "node:crypto";
+import { readdir, readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { AvatarError } from "../../core/errors.ts";
+import { runCheckpointKey, runModelKey } from "../../core/run-keys.ts";
+import type { TrainerProgress } from "../../core/trainer-args.ts";
+import {
+  avatarFilter, customJobName, isoTime, jobPhase, jobStateOf, locationName, resourceId, trainerManifestKey, trainerPackageKey,
+} from "../../core/vertex-names.ts";
+import { createCustomJobRequest, trainImage, vertexBaseProblem, type PlannedRequest } from "../../core/vertex-specs.ts";
+import { trainerDir } from "../../paths.ts";
+import type { TrainingJob, TrainingJobSpec, TrainingService, WaitOptions } from "../backend.ts";
+import { errorContext, isNotFound, type VertexContext } from "./context.ts";
+import { mapVertexError } from "./errors.ts";
+
+interface CustomJobLike {
+  name?: string | null;
+  state?: string | number | null;
+  labels?: Record<string, string> | null;
+  createTime?: { seconds?: string | number | null; nanos?: number | null } | null;
+  endTime?: { seconds?: string | number | null; nanos?: number | null } | null;
+  error?: { code?: number | null; message?: string | null } | null;
+  jobSpec?: { workerPoolSpecs?: { containerSpec?: { args?: string[] | null } | null }[] | null } | null;
+}
+
+interface TrainerPackage {
+  version: string;
+  files: { name: string; body: Buffer }[];
+}
+
+const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
+
+export class VertexTraining implements TrainingService {
+  readonly #v: VertexContext;
+  #package: Promise<TrainerPackage> | undefined;
+
+  constructor(vctx: VertexContext) {
+    this.#v = vctx;
+  }
+
+  /** templates/trainer/avatar_trainer/*.py; the version is __version__ plus a content hash. */
+  trainerPackage(): Promise<TrainerPackage> {
+    this.#package ??= (async () => {
+      const dir = join(trainerDir, "avatar_trainer");
+      const names = (await readdir(dir)).filter((n) => n.endsWith(".py")).sort();
+      const files = await Promise.all(names.map(async (name) => ({ name, body: await readFile(join(dir, name)) })));
+      const hash = createHash("sha256");
+      for (const f of files) hash.update(f.name).update("\0").update(f.body).update("\0");
+      const init = files.find((f) => f.name === "__init__.py")?.body.toString("utf8") ?? "";
+      const semver = /__version__\s*=\s*"([^"]+)"/.exec(init)?.[1] ?? "0";
+      return { version: `${semver.replace(/[^A-Za-z0-9.-]/g, "-")}-${hash.digest("hex").slice(0, 12)}`, files };
+    })();
+    return this.#package;
+  }
+
+  /** Uploads the trainer package once per version; MANIFEST.json, written last, marks it complete. */
+  async #ensureTrainerPackage(pkg: TrainerPackage): Promise<void> {
+    const store = this.#v.store;
+    if (await store.exists(trainerManifestKey(pkg.version))) return;
+    for (const file of pkg.files) {
+      await store.put(`${trainerPackageKey(pkg.version)}/avatar_trainer/${file.name}`, file.body, { contentType: "text/x-python", overwrite: true });
+    }
+    const manifest = { version: pkg.version, files: pkg.files.map((f) => ({ name: `avatar_trainer/${f.name}`, sha256: createHash("sha256").update(f.body).digest("hex") })) };
+    await store.put(trainerManifestKey(pkg.version), Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`), { contentType: "application/json", overwrite: true });
+  }
+
+  async #request(spec: TrainingJobSpec, pkg: TrainerPackage) {
+    const problem = vertexBaseProblem(spec.trainer.base, this.#v.emulated);
+    if (problem) {
+      throw new AvatarError("BAD_INPUT", `--base ${problem}.`, {
+        hint: "Pass sdxl, sd15 or a Hub id (org/name), or copy the model into the bucket and pass its /gcs/<bucket>/… path.",
+      });
+    }
+    return createCustomJobRequest(this.#v.loc, {
+      bucket: this.#v.bucket,
+      displayName: spec.displayName,
+      labels: spec.labels,
+      gpu: spec.gpu,
+      spot: spec.spot,
+      timeoutSeconds: spec.timeoutSeconds,
+      imageUri: trainImage(this.#v.env),
+      trainerVersion: pkg.version,
+      trainer: spec.trainer,
+      datasetKey: spec.datasetKey,
+      modelKey: spec.modelKey,
+      checkpointKey: spec.checkpointKey,
+    });
+  }
+
+  async plan(spec: TrainingJobSpec): Promise<PlannedRequest[]> {
+    const pkg = await this.trainerPackage();
+    const request = await this.#request(spec, pkg);
+    const planned: PlannedRequest[] = [];
+    if (!(await this.#v.store.exists(trainerManifestKey(pkg.version)))) {
+      planned.push({
+        service: "Cloud Storage",
+        method: "upload",
+        request: { objects: [...pkg.files.map((f) => this.#v.store.uri(`${trainerPackageKey(pkg.version)}/avatar_trainer/${f.name}`)), this.#v.store.uri(trainerManifestKey(pkg.version))] },
+        note: `trainer package ${pkg.version}, once per version`,
+      });
+    }
+    planned.push({ service: "JobService", method: "CreateCustomJob", request });
+    return planned;
+  }
+
+  async launch(spec: TrainingJobSpec): Promise<TrainingJob> {
+    const pkg = await this.trainerPackage();
+    const request = await this.#request(spec, pkg);
+    // A job of this run that is already queued or running is the one to follow, not a second one.
+    const same = (await this.list({ name: spec.name })).find((j) => j.runId === spec.runId && !TERMINAL.has(j.state));
+    if (same) return same;
+    await this.#ensureTrainerPackage(pkg);
+    const jobs = await this.#v.clients.jobs();
+    try {
+      const [job] = await jobs.createCustomJob(request);
+      return this.#toJob(job as CustomJobLike);
+    } catch (error) {
+      throw mapVertexError(error, errorContext(this.#v, "creating the training job", { kind: "training", gpu: spec.gpu }));
+    }
+  }
+
+  #toJob(job: CustomJobLike): TrainingJob {
+    const labels = { ...(job.labels ?? {}) };
+    const name = labels.avatar ?? "";
+    const runId = labels["avatar-run"] ?? "";
+    const state = jobStateOf(job.state);
+    const out: TrainingJob = {
+      id: resourceId(job.name ?? ""),
+      name,
+      runId,
+      state,
+      labels,
+      createdAt: isoTime(job.createTime) ?? new Date().toISOString(),
+      modelUri: name && runId ? this.#v.store.uri(runModelKey(name, runId)) : "",
+    };
+    const ended = isoTime(job.endTime);
+    if (ended) out.endedAt = ended;
+    if ((state === "failed" || state === "cancelled") && job.error?.message) out.error = job.error.message;
+    return out;
+  }
+
+  async #getRaw(id: string): Promise<CustomJobLike | undefined> {
+    const jobs = await this.#v.clients.jobs();
+    try {
+      const [job] = await jobs.getCustomJob({ name: customJobName(this.#v.loc, id) });
+      return job as CustomJobLike;
+    } catch (error) {
+      if (isNotFound(error)) return undefined;
+      throw mapVertexError(error, errorContext(this.#v, `reading training job ${id}`));
+    }
+  }
+
+  /** Total steps from the job's own arguments, the newest complete checkpoint from the bucket. */
+  async #progress(job: TrainingJob, raw: CustomJobLike): Promise<TrainerProgress | undefined> {
+    const args = raw.jobSpec?.workerPoolSpecs?.[0]?.containerSpec?.args ?? [];
+    const total = Number(args[args.indexOf("--steps") + 1]);
+    if (!job.name || !job.runId || !Number.isFinite(total) || args.indexOf("--steps") < 0) return undefined;
+    if (job.state === "succeeded") return { step: total, total };
+    const prefix = `${runCheckpointKey(job.name, job.runId)}/`;
+    let step = 0;
+    try {
+      for (const o of await this.#v.store.list(prefix)) {
+        const m = /checkpoint-(\d+)\/COMPLETE$/.exec(o.key);
+        if (m) step = Math.max(step, Number(m[1]));
+      }
+    } catch {
+      return undefined; // progress is a nicety; the job state is what counts
+    }
+    return { step, total };
+  }
+
+  async get(id: string): Promise<TrainingJob | undefined> {
+    const raw = await this.#getRaw(id);
+    if (!raw) return undefined;
+    const job = this.#toJob(raw);
+    if (job.state === "running") job.progress = await this.#progress(job, raw);
+    return job;
+  }
+
+  async list(filter: { name?: string } = {}): Promise<TrainingJob[]> {
+    const jobs = await this.#v.clients.jobs();
+    let raw: CustomJobLike[];
+    try {
+      // No pageSize: the client pages through everything itself (and stays quiet about it).
+      [raw] = (await jobs.listCustomJobs({ parent: locationName(this.#v.loc), filter: avatarFilter(filter.name) })) as unknown as [CustomJobLike[]];
+    } catch (error) {
+      throw mapVertexError(error, errorContext(this.#v, "listing training jobs"));
+    }
+    const mine = raw.filter((j) => j.labels?.avatar && j.labels["avatar-run"] && (!filter.name || j.labels.avatar === filter.name));
+    const out = await Promise.all(
+      mine.map(async (r) => {
+        const job = this.#toJob(r);
+        if (job.state === "running") job.progress = await this.#progress(job, r);
+        return job;
+      }),
+    );
+    return out.sort((a, b) => a.runId.localeCompare(b.runId) || a.createdAt.localeCompare(b.createdAt));
+  }
+
+  async wait(id: string, options: WaitOptions = {}): Promise<TrainingJob> {
+    let phase = "";
+    let lastStep = -1;
+    for (;;) {
+      const raw = await this.#getRaw(id);
+      if (!raw) throw new AvatarError("NOT_FOUND", `Training job ${id} is gone from Vertex AI.`, { hint: "`avatar status <name>` lists the runs." });
+      const job = this.#toJob(raw);
+      const now = jobPhase(raw.state);
+      if (now !== phase) {
+        phase = now;
+        options.onPhase?.(`vertex job ${now}`);
+      }
+      if (job.state === "running" || job.state === "succeeded") {
+        const progress = await this.#progress(job, raw);
+        if (progress && progress.step !== lastStep) {
+          lastStep = progress.step;
+          job.progress = progress;
+          options.onProgress?.(progress);
+        }
+      }
+      if (TERMINAL.has(job.state) || options.signal?.aborted) return job;
+      try {
+        await sleep(this.#v.poll.jobMs, undefined, { signal: options.signal });
+      } catch {
+        return job; // interrupted: the job keeps running on Vertex
+      }
+    }
+  }
+
+  async cancel(id: string): Promise<void> {
+    const jobs = await this.#v.clients.jobs();
+    try {
+      await jobs.cancelCustomJob({ name: customJobName(this.#v.loc, id) });
+    } catch (error) {
+      if (isNotFound(error)) return;
+      throw mapVertexError(error, errorContext(this.#v, `cancelling training job ${id}`));
+    }
+  }
+
+  /** What Vertex tells about the job, and where its log lines are (Cloud Logging; not downloaded). */
+  async logs(id: string, options: { onLine: (line: string) => void; tail?: number }): Promise<void> {
+    const raw = await this.#getRaw(id);
+    if (!raw) throw new AvatarError("NOT_FOUND", `No training job ${id} on Vertex AI.`, { hint: "`avatar status <name>` lists the runs." });
+    const job = this.#toJob(raw);
+    const progress = await this.#progress(job, raw);
+    const { project, region } = this.#v.loc;
+    const lines = [
+      `job       ${raw.name} (${jobPhase(raw.state)})`,
+      `run       ${job.runId}  model ${job.modelUri}`,
+      ...(progress ? [`progress  step ${progress.step}/${progress.total} (newest checkpoint in the bucket)`] : []),
+      ...(raw.error?.message ? [`error     ${raw.error.message}`] : []),
+      "The trainer's log lines are in Cloud Logging (avatar does not download them). Read them with:",
+      `  gcloud ai custom-jobs stream-logs ${job.id} --project=${project} --region=${region}`,
+      `  gcloud logging read 'resource.type="ml_job" AND resource.labels.job_id="${job.id}"' --project=${project} --limit=200`,
+      `  https://console.cloud.google.com/vertex-ai/training/custom-jobs?project=${project}`,
+    ];
+    for (const line of options.tail ? lines.slice(-options.tail) : lines) options.onLine(line);
+  }
+}
