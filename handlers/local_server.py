@@ -18,11 +18,14 @@ container's inference toolkit does (see the project's research notes, hf-serving
   becomes ``400 {"error": "<message>"}``.
 * SIGTERM / SIGINT: graceful shutdown, exit 0.
 
-Differences from the container, on purpose: binds 127.0.0.1 unless ``--host`` says otherwise,
-no GCS copy and no ``pip install -r requirements.txt`` (the local environment is pinned to the
-image's versions already), only the JSON deserializer (the toolkit's image/audio ones are useless
-for this handler, which rejects such bodies anyway), no ``/metrics`` route, and long bodies are
-truncated in the "needs a inputs key" message.
+Differences from the container, on purpose: binds 127.0.0.1 unless ``--host`` says otherwise;
+a missing ``AIP_HTTP_PORT`` in Vertex mode is an error (the 4.48 entrypoint would fall back to
+5000); no GCS copy and no ``pip install -r requirements.txt`` (the local environment is pinned to
+the image's versions already); only the JSON deserializer (the toolkit's image/audio ones are
+useless for this handler, which rejects such bodies anyway); no ``/metrics`` route; long bodies
+are truncated in the "needs a inputs key" message; a daemon inference thread instead of anyio's
+pool (shutdown never waits more than a few seconds for an inference; requests cut off by it get
+uvicorn's 500); a 1 ms GIL switch interval so health stays fast while the handler runs Python.
 
 Usage: python handlers/local_server.py [--model-dir DIR] [--host 127.0.0.1] [--port 5000]
 """

@@ -4,7 +4,7 @@ Builds a tiny model directory (tiny random base pipeline + random LoRA + avatar.
 files, all offline), then alternates direct calls and HTTP requests to a local server on
 127.0.0.1 (port 0) with the same body, and prints p50 of each and their ratio (target ≤ 1.10×).
 
-    python test/bench/serve_latency.py [--kind sd15|sdxl] [--runs 7] [--steps 1] [--strict]
+    python test/bench/serve_latency.py [--kind sd15|sdxl] [--runs 21] [--steps 1] [--strict]
 
 Run with the project venv's python (npm run bench does). Loopback only; bounded loops.
 """
@@ -36,7 +36,7 @@ TARGET_RATIO = 1.10
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kind", choices=("sd15", "sdxl"), default="sd15")
-    parser.add_argument("--runs", type=int, default=7, help="timed requests per path (1-50, default 7)")
+    parser.add_argument("--runs", type=int, default=21, help="timed requests per path (1-50, default 21)")
     parser.add_argument("--steps", type=int, default=1, help="inference steps per image (default 1)")
     parser.add_argument("--strict", action="store_true", help="exit 1 when the ratio misses the target")
     args = parser.parse_args(argv)
