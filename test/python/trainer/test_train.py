@@ -177,25 +177,36 @@ def test_must_show_cli_sdxl_four_steps(tiny_sdxl_dir, dataset_zip, tmp_path):
     print("\n" + proc.stdout)  # visible with -s: the timing of the run
 
 
+
 def test_tiny_base_trains_on_one_thread_and_restores_the_callers(tiny_sd15_dir, dataset_zip, tmp_path, monkeypatch):
-    """`avatar-tiny.json` → one torch thread; an explicit OMP_NUM_THREADS or an unmarked model → untouched."""
-    import shutil
-
-    from avatar_trainer.tiny import TINY_MARKER
-
-    unmarked = tmp_path / "unmarked"
-    shutil.copytree(tiny_sd15_dir, unmarked, ignore=shutil.ignore_patterns(TINY_MARKER))
+    """`avatar-tiny.json` → one torch thread while training, the caller's setting back afterwards."""
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     outer = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        for name, base, env, expected in (("tiny", tiny_sd15_dir, None, "1"),
-                                          ("omp", tiny_sd15_dir, {"OMP_NUM_THREADS": "2"}, "2"),
-                                          ("unmarked", unmarked, None, "2")):
-            out, ck = tmp_path / name / "m", tmp_path / name / "c"
-            run = run_inprocess(train_args(base, dataset_zip, out, ck, "--steps", "1"), out, ck, env=env)
-            assert run.code == 0, run.stderr
-            assert run.phase("load")["threads"] == expected, name
-            assert torch.get_num_threads() == 2, name  # the caller's setting is back
+        out, ck = tmp_path / "m", tmp_path / "c"
+        run = run_inprocess(train_args(tiny_sd15_dir, dataset_zip, out, ck, "--steps", "1"), out, ck)
+        assert run.code == 0, run.stderr
+        assert run.phase("load")["threads"] == "1"
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(outer)
+
+
+def test_thread_policy_leaves_real_models_and_explicit_omp_alone(tiny_sd15_dir, tmp_path, monkeypatch):
+    from avatar_trainer.train import _torch_threads
+
+    outer = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")
+        assert _torch_threads(str(tiny_sd15_dir), restore := []) == 2 and restore == []  # explicit wins
+        monkeypatch.delenv("OMP_NUM_THREADS")
+        (tmp_path / "model_index.json").write_text("{}")  # a local model without the marker
+        assert _torch_threads(str(tmp_path), restore := []) == 2 and restore == []
+        assert _torch_threads("runwayml/stable-diffusion-v1-5", restore := []) == 2 and restore == []
+        assert _torch_threads(str(tiny_sd15_dir), restore := []) == 1 and len(restore) == 1
+        restore[0]()
+        assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(outer)
