@@ -79,6 +79,8 @@ export async function main(argv: string[], deps: MainDeps = {}): Promise<number>
     const configFlags: Partial<Record<ConfigKey, string>> = {};
     for (const [flag, key] of Object.entries(flagToKey)) {
       const value = globals[flag];
+      // `train --base` also takes a Hub id or a local directory; only a preset is the config value.
+      if (key === "baseModel" && typeof value === "string" && !configRules.baseModel.choices!.includes(value)) continue;
       if (typeof value === "string") configFlags[key] = value;
     }
     const dotenv = loadDotenv(cwd, env);
