@@ -61,12 +61,22 @@ def _construct(handler_module, model_dir: Path, kind: str):
 
 
 @pytest.fixture(scope="session")
-def sd15_handler(handler_module, sd15_model_dir):
+def _torch_threads_restored():
+    """The handler sets one torch thread for tiny-kit bases, process-wide: undo it afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def sd15_handler(handler_module, sd15_model_dir, _torch_threads_restored):
     return _construct(handler_module, sd15_model_dir, "sd15")
 
 
 @pytest.fixture(scope="session")
-def sdxl_handler(handler_module, sdxl_model_dir):
+def sdxl_handler(handler_module, sdxl_model_dir, _torch_threads_restored):
     return _construct(handler_module, sdxl_model_dir, "sdxl")
 
 
