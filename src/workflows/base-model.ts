@@ -33,8 +33,9 @@ export function resolveBase(spec: string, cwd: string): ResolvedBase {
   throw new AvatarError("BAD_INPUT", `Unknown base model "${spec}".`, { hint: "Use sdxl, sd15, a Hub id (org/name) or a local diffusers directory." });
 }
 
-/** Real SD UNets start at 320 channels; the tiny kit's have a handful. */
+/** The tiny kit marks its models; real SD UNets start at 320 channels, the tiny kit's have a handful. */
 function isTinyUnet(dir: string): boolean {
+  if (existsSync(join(dir, "avatar-tiny.json"))) return true;
   try {
     const config = JSON.parse(readFileSync(join(dir, "unet", "config.json"), "utf8")) as { block_out_channels?: number[] };
     return Math.max(...(config.block_out_channels ?? [1024])) < 128;

@@ -39,7 +39,8 @@ export interface DemoResult {
 }
 
 async function buildTinyBase(ctx: Context, python: string, dir: string): Promise<void> {
-  if (existsSync(join(dir, "model_index.json"))) return;
+  // The marker, not just model_index.json: an older kit's tiny model (2x VAE) is slow at 256 px.
+  if (existsSync(join(dir, "avatar-tiny.json"))) return;
   const result = await runProcess(python, ["-m", "avatar_trainer.tiny", "--pipeline", "sd15", "--out", dir], {
     env: { ...ctx.env, PYTHONPATH: trainerDir, HF_HUB_OFFLINE: "1" },
     signal: ctx.signal,
