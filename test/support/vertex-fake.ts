@@ -68,12 +68,13 @@ export interface FakeFailure {
 }
 
 class RpcError extends Error {
-  constructor(
-    readonly code: number,
-    message: string,
-    readonly info?: Omit<FakeFailure, "code" | "message">,
-  ) {
+  readonly code: number;
+  readonly info: Omit<FakeFailure, "code" | "message"> | undefined;
+
+  constructor(code: number, message: string, info?: Omit<FakeFailure, "code" | "message">) {
     super(message);
+    this.code = code;
+    this.info = info;
   }
 }
 

@@ -40,14 +40,14 @@ export async function vertexClientOptions(options: VertexClientOptions): Promise
   const universeDomain = options.env.GOOGLE_CLOUD_UNIVERSE_DOMAIN || "googleapis.com";
   const emulator = options.env.AVATAR_VERTEX_ENDPOINT;
   if (emulator) {
-    const match = /^\[?([^\]]+?)\]?:(\d{1,5})$/.exec(emulator.trim());
-    if (!match) {
+    const match = /^(?:\[([0-9A-Fa-f:]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$/.exec(emulator.trim());
+    if (!match || Number(match[3]) > 65535) {
       const { AvatarError } = await import("../../core/errors.ts");
       throw new AvatarError("CONFIG", `AVATAR_VERTEX_ENDPOINT "${emulator}" is not host:port.`, { hint: "e.g. AVATAR_VERTEX_ENDPOINT=127.0.0.1:8085, or unset it to use Vertex AI." });
     }
     // gax's own grpc-js: another copy fails its `instanceof ChannelCredentials` check.
     const { grpc } = await import("google-gax");
-    return { apiEndpoint: match[1], port: Number(match[2]), sslCreds: grpc.credentials.createInsecure(), universeDomain };
+    return { apiEndpoint: match[1] ?? match[2], port: Number(match[3]), sslCreds: grpc.credentials.createInsecure(), universeDomain };
   }
   // universeDomain given: the client does not probe the GCE metadata server for it (slow, warns off GCP).
   return { apiEndpoint: `${options.region}-aiplatform.googleapis.com`, universeDomain };

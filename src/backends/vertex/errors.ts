@@ -105,7 +105,7 @@ export function mapVertexError(error: unknown, context: VertexErrorContext): Ava
     case 3:
       return new AvatarError("BAD_INPUT", message, { cause: error, hint: "The request was invalid; check the flags (region, GPU, names). `--dry-run` prints the exact request." });
     case 4:
-      return new AvatarError("UNAVAILABLE", `Vertex AI did not answer in time while ${context.doing}.`, { cause: error, hint: "Try again; `avatar status` shows whether it happened anyway." });
+      return new AvatarError("UNAVAILABLE", `Vertex AI did not answer in time while ${context.doing}: ${text}`, { cause: error, hint: "Try again; `avatar status` shows whether it happened anyway." });
     case 5:
       return new AvatarError("NOT_FOUND", `Not found while ${context.doing}: ${text}`, { cause: error, hint: "Check --project and --region; `avatar list` shows what exists." });
     case 6:
