@@ -136,6 +136,37 @@ describe("errors from the fake through the real clients", () => {
     }
   });
 
+  it("AIP_* in a model's env is refused at upload; HF_MODEL_ID next to the artifacts makes the 4.48 image exit, so the deploy fails", async () => {
+    const clients = new VertexClients({ region: REGION, env: world.env });
+    const parent = `projects/${PROJECT}/locations/${REGION}`;
+    try {
+      const models = await clients.models();
+      const model = (env: { name: string; value: string }[]) => ({
+        displayName: "avatar-hf",
+        labels: { avatar: "hf" },
+        artifactUri: `gs://${BUCKET}/avatar/${runModelKey(NAME, RUN)}`,
+        containerSpec: { imageUri: "us-docker.pkg.dev/x/serve:1", env, ports: [{ containerPort: 8080 }] },
+      });
+      await expect(models.uploadModel({ parent, modelId: "avatar-aip", model: model([{ name: "AIP_HTTP_PORT", value: "1" }]) })).rejects.toMatchObject({ code: 3 });
+      const [upload] = await models.uploadModel({ parent, modelId: "avatar-hf", model: model([{ name: "HF_MODEL_ID", value: "stabilityai/stable-diffusion-xl-base-1.0" }]) });
+      await upload.promise();
+      const endpoints = await clients.endpoints();
+      const [created] = await endpoints.createEndpoint({ parent, endpointId: "avatar-hf", endpoint: { displayName: "avatar-hf", labels: { avatar: "hf" } } });
+      await created.promise();
+      const [deploy] = await endpoints.deployModel({
+        endpoint: `${parent}/endpoints/avatar-hf`,
+        deployedModel: { model: `${parent}/models/avatar-hf@1`, dedicatedResources: { machineSpec: { machineType: "g2-standard-8", acceleratorType: "NVIDIA_L4", acceleratorCount: 1 }, minReplicaCount: 1, maxReplicaCount: 1 } },
+        trafficSplit: { "0": 100 },
+      });
+      const failed = await deploy.promise().catch((e) => e);
+      expect(failed.code).toBe(9);
+      expect(failed.message).toMatch(/Model server exited/);
+      expect(mapOperationError(failed, { doing: "deploying", kind: "serving" })).toMatchObject({ code: "REMOTE_FAILED", exitCode: 3 });
+    } finally {
+      await clients.close();
+    }
+  });
+
   it("an interrupted deploy wait says the deployment continues on Vertex, and it does", async () => {
     const controller = new AbortController();
     const pending = backend.serving.deploy(
