@@ -209,9 +209,28 @@ describe("registry: Model Registry versions", () => {
     expect((await backend.registry.get(NAME, RUN))!.versionId).toBe("1");
     expect(await backend.registry.get(NAME, "7")).toBeUndefined();
     expect(await backend.registry.get("nobody")).toBeUndefined();
-    const all = await backend.registry.list();
+    const all = await backend.registry.list({ name: NAME });
     expect(all.map((v) => [v.name, v.versionId, v.aliases.includes("default")])).toEqual([[NAME, "1", false], [NAME, "2", true]]);
+    expect((await backend.registry.list()).map((v) => v.name)).toEqual([NAME, NAME]);
     expect(await backend.registry.list({ name: "nobody" })).toEqual([]);
+  }, LONG);
+
+  it("two runs of a new avatar registered at once end up as versions 1 and 2 of one model", async () => {
+    const storage = world.gcs.storage();
+    const runs = ["20260105-101010", "20260105-111111"];
+    for (const run of runs) {
+      for (const [name, body] of await objectsUnder(world.gcs, BUCKET, `avatar/${NAME}/runs/${RUN}/model/`)) {
+        await storage.bucket(BUCKET).file(`avatar/twin/runs/${run}/model/${name.split("/").at(-1)}`).save(body);
+      }
+    }
+    const results = await Promise.all(runs.map((run) => backend.registry.register({ name: "twin", runId: run, modelKey: runModelKey("twin", run), labels: resourceLabels("twin", run) })));
+    expect(results.every((r) => r.created)).toBe(true);
+    expect(results.map((r) => r.version.versionId).sort()).toEqual(["1", "2"]);
+    expect(new Set(results.map((r) => r.version.modelId))).toEqual(new Set(["avatar-twin"]));
+    expect((await backend.registry.list({ name: "twin" })).map((v) => v.runId).sort()).toEqual(runs);
+    // Both saw no model and sent modelId; the loser got ALREADY_EXISTS and came back with parentModel.
+    const twins = world.fake.requests("UploadModel").filter((r) => r.model.labels.avatar === "twin");
+    expect(twins.map((r) => (r.modelId ? "modelId" : "parentModel"))).toEqual(["modelId", "modelId", "parentModel"]);
   }, LONG);
 
   it("the fake refuses a duplicate modelId and a missing parent, as Vertex does", async () => {

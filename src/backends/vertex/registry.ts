@@ -1,6 +1,7 @@
 // The Vertex Model Registry: one model per avatar (id avatar-<name>), one version per training run.
 // The first upload creates the model with modelId, later ones add versions with parentModel; a run
 // that already has a version (label avatar-run=<run>) is returned as it is.
+import { setTimeout as sleep } from "node:timers/promises";
 import { avatarFilter, avatarOfResourceId, isoTime, locationName, modelName, resourceId, versionSuffix } from "../../core/vertex-names.ts";
 import { serveImage, uploadModelRequest, type PlannedRequest } from "../../core/vertex-specs.ts";
 import type { ModelRegistry, ModelVersion, RegisterSpec } from "../backend.ts";
@@ -85,7 +86,7 @@ export class VertexRegistry implements ModelRegistry {
     return [{ service: "ModelService", method: "UploadModel", request: this.#request(spec, Boolean(existing)) }];
   }
 
-  async register(spec: RegisterSpec): Promise<{ version: ModelVersion; created: boolean }> {
+  async register(spec: RegisterSpec, attempt = 1): Promise<{ version: ModelVersion; created: boolean }> {
     const existing = await this.#getRaw(spec.name);
     if (existing) {
       const found = (await this.#versions(modelName(this.#v.loc, spec.name), spec.name)).find((v) => v.runId === spec.runId);
@@ -98,7 +99,10 @@ export class VertexRegistry implements ModelRegistry {
       [operation] = await models.uploadModel(this.#request(spec, Boolean(existing)));
     } catch (error) {
       // Another process created the model between our look and our upload: add a version instead.
-      if ((error as { code?: unknown }).code === 6 && !existing) return this.register(spec);
+      if ((error as { code?: unknown }).code === 6 && !existing && attempt < 3) {
+        await sleep(this.#v.poll.operationMs);
+        return this.register(spec, attempt + 1);
+      }
       throw mapVertexError(error, context);
     }
     const result = await waitOperation(operation, (name) => models.checkUploadModelProgress(name), {
