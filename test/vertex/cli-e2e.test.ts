@@ -202,6 +202,13 @@ describe("vertex errors through the CLI", () => {
     expect(r.json!.error!.hint).toMatch(/--region (us-east4|us-west1|europe-west4)/);
   }, LONG);
 
+  it("without a project the vertex backend is a usage error naming the flag", async () => {
+    const r = await runCli(["list", "--backend", "vertex", "--bucket", BUCKET, "--json"], { env, cwd: home });
+    expect(r.code).toBe(2);
+    expect(r.json!.error).toMatchObject({ code: "USAGE" });
+    expect(r.json!.error!.hint).toContain("--project");
+  });
+
   it("PERMISSION_DENIED exits 4 and NOT_FOUND exits 6, with hints and no stack trace", async () => {
     world.fake.failNext("ListCustomJobs", { code: 7, message: "Permission 'aiplatform.customJobs.list' denied on resource", reason: "IAM_PERMISSION_DENIED" });
     const denied = await cli(["list", "--json"]);

@@ -154,6 +154,16 @@ describe("training: a CustomJob the fake runs for real", () => {
     expect(done.state).toBe("cancelled");
   }, LONG);
 
+  it("against real Vertex a --base directory on this machine is refused before anything is sent", async () => {
+    const real = await world.backend({ AVATAR_VERTEX_ENDPOINT: "" });
+    const before = world.fake.requests("CreateCustomJob").length;
+    const error = await real.training.launch(jobSpec("20260101-131313")).catch((e) => e);
+    expect(error).toMatchObject({ code: "BAD_INPUT", exitCode: 2 });
+    expect(error.message).toContain(base);
+    expect(error.hint).toMatch(/Hub id/);
+    expect(world.fake.requests("CreateCustomJob")).toHaveLength(before);
+  });
+
   it("an interrupted wait returns at once and leaves the job alone", async () => {
     const controller = new AbortController();
     controller.abort();
