@@ -99,11 +99,13 @@ describe("local backend commands", () => {
   const trainArgs = () => ["train", photos, "--name", name, "--base", tiny, "--steps", "30", "--resolution", "64", "--rank", "4", "--checkpoint-every", "2", "--no-register", "-v"];
 
   it("Ctrl-C during training stops the trainer; the same command resumes from its checkpoint", async () => {
-    const child = spawn(process.execPath, [cliPath, ...trainArgs()], { cwd: home, env: env as NodeJS.ProcessEnv, stdio: ["ignore", "pipe", "pipe"] });
+    const definedEnv = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined)) as NodeJS.ProcessEnv;
+    const child = spawn(process.execPath, [cliPath, ...trainArgs()], { cwd: home, env: definedEnv, stdio: ["ignore", "pipe", "pipe"] });
     let stderr = "";
     const interrupted = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`no checkpoint seen:\n${stderr}`)), LONG);
+      void interrupted.then((code) => reject(new Error(`the CLI exited (${code}) before a checkpoint:\n${stderr}`)));
       child.stderr.on("data", (d) => {
         stderr += d;
         if (/checkpoint step=4\b/.test(stderr)) {
@@ -142,11 +144,11 @@ describe("local backend commands", () => {
     const reused = await runCli(["deploy", name, "--json"], { env, cwd: home });
     expect(reused.json!.data.reused).toBe(true);
 
-    const generated = await runCli(["generate", name, "{avatar} smiling", "--steps", "2", "--seed", "5", "--width", "128", "--height", "128", "--json"], { env, cwd: home, timeoutMs: LONG });
+    const generated = await runCli(["generate", name, "{avatar} smiling", "--steps", "2", "--seed", "5", "--width", "256", "--height", "256", "--json"], { env, cwd: home, timeoutMs: LONG });
     expect(generated.code, generated.stderr).toBe(0);
     expect(generated.json!.data.images).toHaveLength(1);
     expect(generated.json!.data.images[0]).toMatchObject({ seed: 5, prompt: "sks person smiling" });
-    expect(await decodable(generated.json!.data.images[0].file)).toEqual({ width: 128, height: 128 });
+    expect(await decodable(generated.json!.data.images[0].file)).toEqual({ width: 256, height: 256 });
 
     const bad = await runCli(["generate", name, "x", "--steps", "1000", "--json"], { env, cwd: home });
     expect(bad.code).toBe(2);

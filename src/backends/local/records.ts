@@ -1,5 +1,6 @@
 // JSON records of the local backend (jobs, endpoints, registry): atomic writes, tolerant reads.
 import { mkdir, readFile, readdir, rename, rm, writeFile } from "node:fs/promises";
+import { randomUUID } from "node:crypto";
 import { dirname, join } from "node:path";
 
 export async function readRecord<T>(path: string): Promise<T | undefined> {
@@ -14,7 +15,8 @@ export async function readRecord<T>(path: string): Promise<T | undefined> {
 /** Temp file + rename: a reader never sees half a record, even if this process dies mid-write. */
 export async function writeRecord(path: string, value: unknown): Promise<void> {
   await mkdir(dirname(path), { recursive: true });
-  const temp = join(dirname(path), `.${process.pid}.${Date.now()}.tmp`);
+  // Unique per write: two writers in one process (a wait loop and a child's exit) may overlap.
+  const temp = join(dirname(path), `.${randomUUID()}.tmp`);
   await writeFile(temp, `${JSON.stringify(value, null, 2)}\n`);
   await rename(temp, path);
 }
