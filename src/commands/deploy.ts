@@ -1,6 +1,5 @@
 import { defineCommand } from "./spec.ts";
 import { validateAvatarName } from "../core/names.ts";
-import { formatPlannedRequests } from "../core/vertex-specs.ts";
 
 export const deployCommand = defineCommand({
   name: "deploy",
@@ -12,6 +11,7 @@ export const deployCommand = defineCommand({
   ],
   examples: ["avatar deploy alice", "avatar deploy alice --version 2 --json"],
   async run(ctx, { args, options }) {
+    const { formatPlannedRequests } = await import("../core/vertex-specs.ts"); // --dry-run output only
     const name = validateAvatarName(args[0]!);
     const { withBackend } = await import("../workflows/session.ts");
     const { deployAvatar } = await import("../workflows/deploy.ts");

@@ -1,6 +1,5 @@
 import { defineCommand } from "./spec.ts";
 import { validateAvatarName } from "../core/names.ts";
-import { formatPlannedRequests } from "../core/vertex-specs.ts";
 
 export const downCommand = defineCommand({
   name: "down",
@@ -8,6 +7,7 @@ export const downCommand = defineCommand({
   args: [{ name: "name", description: "avatar name", required: true }],
   examples: ["avatar down alice", "avatar down alice --json"],
   async run(ctx, { args }) {
+    const { formatPlannedRequests } = await import("../core/vertex-specs.ts"); // --dry-run output only
     const name = validateAvatarName(args[0]!);
     const { withBackend } = await import("../workflows/session.ts");
     return withBackend(ctx, async (backend) => {

@@ -1,7 +1,6 @@
 import { defineCommand } from "./spec.ts";
 import { AvatarError } from "../core/errors.ts";
 import { isRunId, validateAvatarName } from "../core/names.ts";
-import { formatPlannedRequests } from "../core/vertex-specs.ts";
 
 export const registerCommand = defineCommand({
   name: "register",
@@ -14,6 +13,7 @@ export const registerCommand = defineCommand({
   ],
   examples: ["avatar register --name alice --run 20261122-101500", "avatar register --name alice --json"],
   async run(ctx, { options }) {
+    const { formatPlannedRequests } = await import("../core/vertex-specs.ts"); // --dry-run output only
     if (typeof options.name !== "string") throw new AvatarError("USAGE", "Which avatar?", { hint: "Pass --name <name>." });
     const name = validateAvatarName(options.name);
     if (options.run !== undefined && !isRunId(String(options.run))) {

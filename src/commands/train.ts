@@ -1,7 +1,6 @@
 import { defineCommand } from "./spec.ts";
 import { AvatarError } from "../core/errors.ts";
 import { validateAvatarName } from "../core/names.ts";
-import { formatPlannedRequests } from "../core/vertex-specs.ts";
 
 export const trainCommand = defineCommand({
   name: "train",
@@ -32,6 +31,7 @@ export const trainCommand = defineCommand({
   ],
   examples: ["avatar train ./selfies --name alice", "avatar train ./selfies --name alice --base sd15 --steps 600 --detach --json"],
   async run(ctx, { args, options }) {
+    const { formatPlannedRequests } = await import("../core/vertex-specs.ts"); // --dry-run output only
     if (typeof options.name !== "string") throw new AvatarError("USAGE", "Which avatar?", { hint: "Pass --name <name>." });
     const name = validateAvatarName(options.name);
     const { withBackend } = await import("../workflows/session.ts");
