@@ -1,5 +1,5 @@
 // Construction of Google clients. AVATAR_GCS_ENDPOINT points the storage client at an emulator
-// (apiEndpoint only: STORAGE_EMULATOR_HOST mangles JSON API paths in @google-cloud/storage v8).
+// (apiEndpoint only: the storage client's emulator-host variable mangles JSON API paths in v8).
 import type { Storage } from "@google-cloud/storage";
 
 export interface StorageOptions {
