@@ -49,7 +49,7 @@ mkdirSync(results, { recursive: true });
 // 3. TypeScript suites.
 step("vitest");
 const vitestJson = join(results, "vitest.json");
-run(join(root, "node_modules", ".bin", "vitest"), ["run", "--reporter=default", "--reporter=json", `--outputFile.json=${vitestJson}`], { env });
+run(join(root, "node_modules", ".bin", "vitest"), ["run", "--config", "test/vitest.config.ts", "--reporter=default", "--reporter=json", `--outputFile.json=${vitestJson}`], { env });
 let tsPassed = 0;
 let tsFailed = 0;
 if (existsSync(vitestJson)) {
