@@ -6,17 +6,17 @@ export const deployCommand = defineCommand({
   summary: "Deploy an avatar's model to its endpoint (reused when already serving)",
   args: [{ name: "name", description: "avatar name", required: true }],
   options: [
-    { flags: "--version <version>", description: "model version, alias or run id (default: the default version)" },
+    { flags: "--model-version <version>", description: "model version, alias or run id (default: the default version)" },
     { flags: "--gpu <gpu>", description: "l4 or t4 (vertex)", choices: ["l4", "t4"] },
   ],
-  examples: ["avatar deploy alice", "avatar deploy alice --version 2 --json"],
+  examples: ["avatar deploy alice", "avatar deploy alice --model-version 2 --json"],
   async run(ctx, { args, options }) {
     const { formatPlannedRequests } = await import("../core/vertex-specs.ts"); // --dry-run output only
     const name = validateAvatarName(args[0]!);
     const { withBackend } = await import("../workflows/session.ts");
     const { deployAvatar } = await import("../workflows/deploy.ts");
     return withBackend(ctx, async (backend) => {
-      const result = await deployAvatar(ctx, backend, { name, version: options.version as string | undefined, gpu: ctx.config.values.gpu });
+      const result = await deployAvatar(ctx, backend, { name, version: options.modelVersion as string | undefined, gpu: ctx.config.values.gpu });
       const human = result.dryRun
         ? [`Would deploy ${name} version ${result.version.versionId} (${result.version.artifactUri}).`, ...formatPlannedRequests(result.requests)]
         : [`${name} v${result.version.versionId} is serving${result.endpoint?.url ? ` at ${result.endpoint.url}` : ""}.`, "It bills (or holds memory) until `avatar down`."];

@@ -38,7 +38,12 @@ export const trainCommand = defineCommand({
     const { prepareDataset } = await import("../workflows/prepare.ts");
     const { ensureDataset } = await import("../workflows/upload.ts");
     const { trainAvatar } = await import("../workflows/train.ts");
+    const { checkTrainable } = await import("../workflows/train.ts");
+    const { resolveBase } = await import("../workflows/base-model.ts");
+    const base = (options.base as string | undefined) ?? ctx.config.values.baseModel;
     return withBackend(ctx, async (backend) => {
+      // Refuse what cannot train here before minutes of photo work and an upload.
+      await checkTrainable(ctx, backend, resolveBase(base, ctx.cwd), options.force === true);
       const prepared = await prepareDataset(ctx, { dir: args[0]!, maxSize: Number(options.maxSize), recursive: options.recursive === true });
       let dataset;
       try {
@@ -50,7 +55,7 @@ export const trainCommand = defineCommand({
       const result = await trainAvatar(ctx, backend, {
         name,
         dataset: { sha256: dataset.sha256, images: dataset.images },
-        base: (options.base as string | undefined) ?? ctx.config.values.baseModel,
+        base,
         steps: options.steps as number | undefined,
         rank: Number(options.rank),
         lr: Number(options.lr),
