@@ -1,6 +1,4 @@
 // A contact sheet: every generated image in one grid, so a person sees a batch at a glance.
-import { basename } from "node:path";
-
 export async function writeContactSheet(images: readonly string[], outFile: string, options: { tile?: number; columns?: number } = {}): Promise<string> {
   const { default: sharp } = await import("sharp");
   const tile = options.tile ?? 256;
@@ -18,6 +16,3 @@ export async function writeContactSheet(images: readonly string[], outFile: stri
     .toFile(outFile);
   return outFile;
 }
-
-export const contactSheetName = (dir: string) => `${dir}/contact-sheet.jpg`;
-export const imageLabel = (file: string) => basename(file);

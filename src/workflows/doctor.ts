@@ -64,7 +64,7 @@ async function checkBucket(ctx: Context): Promise<Check> {
   try {
     const { createStorage } = await import("../backends/vertex/clients.ts");
     const storage = await createStorage({ project, env: ctx.env, maxRetries: 0 });
-    const [exists] = await storage.bucket(bucket).exists({ timeout: 10_000 } as never);
+    const [exists] = await storage.bucket(bucket).exists();
     return exists
       ? ok("bucket", `gs://${bucket} is reachable`)
       : fail("bucket", `gs://${bucket} does not exist`, "Create it with `avatar init` or `gcloud storage buckets create`.");

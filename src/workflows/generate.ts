@@ -48,7 +48,13 @@ export async function generateImages(ctx: Context, backend: Backend, input: Gene
     throw new AvatarError("NOT_FOUND", `${input.name} is not deployed.`, { hint: `Run \`avatar deploy ${input.name}\` first.` });
   }
   const dir = resolve(ctx.cwd, input.outDir, input.name, newRunId());
-  await mkdir(dir, { recursive: true });
+  try {
+    await mkdir(dir, { recursive: true });
+  } catch (error) {
+    throw new AvatarError("BAD_INPUT", `Cannot create the output folder ${dir}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}.`, {
+      hint: "Pass a writable folder with --out.",
+    });
+  }
   const baseSeed = input.seed ?? Math.floor(Math.random() * 2 ** 31);
   const total = input.prompts.length * input.numImages;
   const progress = ctx.out.progress(`Generating ${total} image${total === 1 ? "" : "s"}`, total, "steps");

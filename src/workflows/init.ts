@@ -1,12 +1,13 @@
 // avatar init: ask for what is not given, optionally create a private bucket, write avatar.config.json.
 import { existsSync } from "node:fs";
-import { readFile, writeFile, rename } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import type { Context } from "../context.ts";
 import { bucketSpec, type BucketSpec } from "../core/bucket-spec.ts";
 import { CONFIG_FILE_NAME, type ConfigKey, type ConfigValues } from "../core/config.ts";
 import { AvatarError } from "../core/errors.ts";
 import { bucketProblem, projectProblem, regionProblem } from "../core/validate.ts";
+import { writeRecord } from "../backends/local/records.ts";
 
 export interface InitOptions {
   createBucket: boolean;
@@ -71,12 +72,6 @@ async function handleBucket(ctx: Context, values: Partial<ConfigValues>, options
   return { name, action: "created", request: spec };
 }
 
-async function writeAtomically(path: string, text: string): Promise<void> {
-  const temp = `${path}.${process.pid}.tmp`;
-  await writeFile(temp, text);
-  await rename(temp, path);
-}
-
 export async function runInit(ctx: Context, options: InitOptions): Promise<InitResult> {
   const values: Partial<ConfigValues> = {};
   values.backend = await choose<"vertex" | "local">(ctx, "backend", "Where should avatar run?", "--backend", [
@@ -122,6 +117,6 @@ export async function runInit(ctx: Context, options: InitOptions): Promise<InitR
     const overwrite = await ctx.prompts.confirm({ message: `${path} exists. Overwrite it?`, default: false });
     if (!overwrite) return { path, written: false, config, bucket };
   }
-  if (!ctx.flags.dryRun) await writeAtomically(path, text);
+  if (!ctx.flags.dryRun) await writeRecord(path, config); // the same text: 2-space JSON and a newline
   return { path, written: !ctx.flags.dryRun, config, bucket };
 }

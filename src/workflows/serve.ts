@@ -28,6 +28,9 @@ export async function stageModelDir(modelDir: string, handler?: string): Promise
       throw new AvatarError("BAD_INPUT", `${source} has no ${file}.`, { hint: "Use the model/ folder of a finished training run (runs/<run-id>/model)." });
     }
   }
+  if (handler && !existsSync(resolve(handler))) {
+    throw new AvatarError("BAD_INPUT", `--handler ${resolve(handler)} does not exist.`, { hint: "Pass the path of a handler.py, or leave --handler out to use the model's own or the packaged one." });
+  }
   const dir = await mkdtemp(join(tmpdir(), "avatar-serve-"));
   const names = await readdir(source);
   for (const name of names) await symlink(join(source, name), join(dir, name));

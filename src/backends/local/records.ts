@@ -1,5 +1,5 @@
 // JSON records of the local backend (jobs, endpoints, registry): atomic writes, tolerant reads.
-import { mkdir, readFile, readdir, rename, rm, writeFile } from "node:fs/promises";
+import { mkdir, open, readFile, readdir, rename, rm, writeFile } from "node:fs/promises";
 import { randomUUID } from "node:crypto";
 import { dirname, join } from "node:path";
 
@@ -50,7 +50,6 @@ export function isAlive(pid: number | undefined): boolean {
 export async function readNewLines(path: string, offset: number, partial: string): Promise<{ lines: string[]; offset: number; partial: string }> {
   let chunk: Buffer;
   try {
-    const { open } = await import("node:fs/promises");
     const handle = await open(path, "r");
     try {
       const { size } = await handle.stat();

@@ -174,7 +174,7 @@ export class LocalTraining implements TrainingService {
         process.kill(record.pid, "SIGTERM");
       }
     }
-    if (child) await new Promise((resolve) => child.once("exit", resolve));
+    if (child && child.exitCode === null && child.signalCode === null) await new Promise((resolve) => child.once("exit", resolve));
     else {
       for (let i = 0; i < 50 && isAlive(record.pid); i++) await new Promise((resolve) => setTimeout(resolve, 100));
       await this.#settle(record);
