@@ -5,5 +5,6 @@ if (major < 22 || (major === 22 && minor < 12)) {
   process.stderr.write(`avatar needs Node.js 22.12 or newer; this is ${process.version}.\nhint: install Node 22 LTS or newer (https://nodejs.org), or run it through npx in this repo.\n`);
   process.exit(2);
 }
-(await import("node:module")).enableCompileCache?.(); // cached V8 bytecode: a faster cold start
-await (await import("../dist/main.js")).run(process.argv.slice(2));
+// The bundle is CommonJS (see .config/rolldown.config.mjs); boot runs it from a V8 code cache.
+const require = process.getBuiltinModule("node:module").createRequire(import.meta.url);
+await require("../dist/boot.cjs").boot(process.argv.slice(2));

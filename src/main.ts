@@ -1,5 +1,6 @@
 // Entry point: load .env, build the program, run one command. The ONE place errors become exit codes.
 import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { CommanderError } from "commander";
 import { commands } from "./commands/index.ts";
 import type { CommandSpec, CommandInput } from "./commands/spec.ts";
@@ -7,6 +8,7 @@ import type { Context, GlobalFlags } from "./context.ts";
 import { configRules, type ConfigKey } from "./core/config.ts";
 import { AvatarError, ExitCode } from "./core/errors.ts";
 import { loadConfig, loadDotenv } from "./load-config.ts";
+import { packageRoot } from "./paths.ts";
 import { buildProgram } from "./program.ts";
 import { Output } from "./ui/output.ts";
 import { createPrompts, isInteractive } from "./ui/prompts.ts";
@@ -38,7 +40,7 @@ function nearest(word: string, candidates: readonly string[]): string {
 }
 
 export function packageVersion(): string {
-  const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string };
+  const pkg = JSON.parse(readFileSync(join(packageRoot, "package.json"), "utf8")) as { version: string };
   return pkg.version;
 }
 

@@ -2,6 +2,7 @@ import { defineCommand } from "./spec.ts";
 import { prepareInput, prepareOptions, prepareReport, shellArg } from "./prepare.ts";
 import { formatBytes } from "../ui/format.ts";
 import { usageError } from "../core/errors.ts";
+import { validateAvatarName } from "../core/names.ts";
 
 export const uploadCommand = defineCommand({
   name: "upload",
@@ -23,7 +24,6 @@ export const uploadCommand = defineCommand({
     if (typeof options.name !== "string" || options.name === "") {
       throw usageError("avatar upload needs --name.", "Pass the avatar's name, e.g. --name alice.");
     }
-    const { validateAvatarName } = await import("../core/names.ts");
     const name = validateAvatarName(options.name);
     const { uploadDataset } = await import("../workflows/upload.ts");
     const input = prepareInput(args, options);

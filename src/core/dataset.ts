@@ -1,6 +1,5 @@
 // Dataset rules for `avatar prepare`: what is accepted, why a file is skipped, how many photos are
 // enough, how near-duplicates are found and how the dataset is named. Pure: no file or image access.
-import { createHash } from "node:crypto";
 import { badInput } from "./errors.ts";
 
 export const DATASET_RULES = {
@@ -314,7 +313,9 @@ export function entryName(index: number, total: number): string {
 
 /** The dataset's name: sha256 over the normalised images' sha256s, in zip order. */
 export function datasetHash(imageSha256s: readonly string[]): string {
-  const hash = createHash("sha256");
+  // crypto is fetched here, not imported: `prepare`'s help reads DATASET_RULES on every start-up
+  // and loading node:crypto there costs more than the rest of the CLI surface.
+  const hash = process.getBuiltinModule("node:crypto").createHash("sha256");
   hash.update("avatar-dataset-v1\n");
   for (const sha of imageSha256s) hash.update(`${sha}\n`);
   return hash.digest("hex");

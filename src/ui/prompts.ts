@@ -33,9 +33,20 @@ export function isInteractive(streams: Streams, env: Readonly<Record<string, str
   return Boolean(streams.stdin.isTTY) && !env.CI && flags.input && !flags.json;
 }
 
+/** Ctrl-C inside a prompt reaches inquirer as a key press (raw mode), not as SIGINT: it rejects
+ * with ExitPromptError, which is an interrupt (exit 130), not a bug. */
+async function asked<T>(prompt: Promise<T>): Promise<T> {
+  try {
+    return await prompt;
+  } catch (error) {
+    if (error instanceof Error && error.name === "ExitPromptError") throw new AvatarError("INTERRUPTED", "Interrupted; nothing was changed.");
+    throw error;
+  }
+}
+
 export function createPrompts(options: PromptOptions): Prompts {
   const io = { input: options.streams.stdin, output: options.streams.stderr as NodeJS.WritableStream };
-  const load = () => import("@inquirer/prompts");
+  const load = async () => (await import("./terminal-packages.ts")).importPrompts();
   return {
     interactive: options.interactive,
     async text(question) {
@@ -44,13 +55,15 @@ export function createPrompts(options: PromptOptions): Prompts {
         throw missing(question.flag, question.message);
       }
       const { input } = await load();
-      return input(
-        {
-          message: question.message,
-          default: question.default,
-          validate: (value: string) => question.validate?.(value) ?? true,
-        },
-        io,
+      return asked(
+        input(
+          {
+            message: question.message,
+            default: question.default,
+            validate: (value: string) => question.validate?.(value) ?? true,
+          },
+          io,
+        ),
       );
     },
     async select(question) {
@@ -59,7 +72,7 @@ export function createPrompts(options: PromptOptions): Prompts {
         throw missing(question.flag, question.message);
       }
       const { select } = await load();
-      return select({ message: question.message, choices: [...question.choices], default: question.default }, io);
+      return asked(select({ message: question.message, choices: [...question.choices], default: question.default }, io));
     },
     async confirm(question) {
       if (options.yes) return true;
@@ -69,7 +82,7 @@ export function createPrompts(options: PromptOptions): Prompts {
         });
       }
       const { confirm } = await load();
-      return confirm({ message: question.message, default: question.default ?? false }, io);
+      return asked(confirm({ message: question.message, default: question.default ?? false }, io));
     },
   };
 }

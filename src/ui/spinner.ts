@@ -37,7 +37,7 @@ export async function startSpinner(text: string, options: SpinnerOptions): Promi
     return { update() {}, succeed() {}, fail() {}, warn() {}, stop() {} };
   }
   if (options.animate) {
-    const { default: ora } = await import("ora");
+    const { default: ora } = await (await import("./terminal-packages.ts")).importOra();
     const spinner = ora({ text, stream: options.stream as NodeJS.WritableStream }).start() as unknown as OraLike;
     let current = text;
     return {

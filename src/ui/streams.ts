@@ -14,7 +14,15 @@ export interface Streams {
   stderr: OutStream;
 }
 
-export const processStreams = (): Streams => ({ stdin: process.stdin, stdout: process.stdout, stderr: process.stderr });
+/** The real streams. stdin is a getter: touching process.stdin builds a tty or pipe stream (~2 ms
+ * of start-up), and most commands never read it. */
+export const processStreams = (): Streams => ({
+  get stdin() {
+    return process.stdin;
+  },
+  stdout: process.stdout,
+  stderr: process.stderr,
+});
 
 export function colorEnabled(stream: OutStream, env: Readonly<Record<string, string | undefined>>): boolean {
   if (env.NO_COLOR !== undefined && env.NO_COLOR !== "") return false;
