@@ -8,7 +8,7 @@ import type { PlannedRequest } from "../core/vertex-specs.ts";
 export type { PlannedRequest };
 
 /** Trainer options without locations: each backend maps store keys to its own paths. */
-export type TrainerOptions = Omit<TrainerArgsInput, "dataset" | "outputDir" | "checkpointDir">;
+export type TrainerOptions = Omit<TrainerArgsInput, "dataset" | "outputDir" | "checkpointDir" | "logFile">;
 
 export type JobState = "queued" | "running" | "succeeded" | "failed" | "cancelled" | "interrupted";
 

@@ -1,8 +1,13 @@
-// Store keys of a training run (design.md, "Storage layout"): <name>/runs/<run-id>/{model,checkpoints}/.
+// Store keys of a training run (design.md, "Storage layout"): <name>/runs/<run-id>/{model,checkpoints}/,
+// plus logs/trainer.log: the trainer's log lines on Vertex (in Vertex's own <run>/logs/ folder,
+// AIP_TENSORBOARD_LOG_DIR), read by `avatar logs` and by the progress shown while training.
 import { checkStoreKey } from "./store-keys.ts";
 
 export const runModelKey = (name: string, runId: string) => checkStoreKey(`${name}/runs/${runId}/model`);
 export const runCheckpointKey = (name: string, runId: string) => checkStoreKey(`${name}/runs/${runId}/checkpoints`);
+/** The trainer's log, relative to the run folder (the job's baseOutputDirectory). */
+export const RUN_LOG = "logs/trainer.log";
+export const runLogKey = (name: string, runId: string) => checkStoreKey(`${name}/runs/${runId}/${RUN_LOG}`);
 export const outputsKey = (name: string, stamp: string) => checkStoreKey(`${name}/outputs/${stamp}`);
 
 export const MODEL_FILES = { weights: "pytorch_lora_weights.safetensors", manifest: "avatar.json", handler: "handler.py", requirements: "requirements.txt" } as const;

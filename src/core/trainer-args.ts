@@ -4,6 +4,8 @@ export interface TrainerArgsInput {
   dataset: string;
   outputDir: string;
   checkpointDir: string;
+  /** Also append the log lines here (Vertex: the run's logs/trainer.log through the FUSE mount). */
+  logFile?: string;
   base: string;
   pipeline?: "sd15" | "sdxl";
   resolution?: number;
@@ -44,6 +46,7 @@ export function trainerArgs(input: TrainerArgsInput): string[] {
     "--run-id", input.runId,
     "--dataset-sha256", input.datasetSha256,
   ];
+  if (input.logFile) args.push("--log-file", input.logFile);
   if (input.pipeline) args.push("--pipeline", input.pipeline);
   if (input.resolution) args.push("--resolution", String(input.resolution));
   if (input.captionModel) args.push("--caption-model", input.captionModel);

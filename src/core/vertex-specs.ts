@@ -5,6 +5,7 @@ import type { Gpu } from "./config.ts";
 import { AvatarError } from "./errors.ts";
 import { MANAGED_BY } from "./names.ts";
 import { gpuPresets } from "./presets.ts";
+import { RUN_LOG } from "./run-keys.ts";
 import { trainerArgs, type TrainerArgsInput } from "./trainer-args.ts";
 import {
   avatarResourceId, endpointName, fusePath, gcsUri, locationName, modelName, runAlias, trainerPackageKey, type VertexLocation,
@@ -47,7 +48,7 @@ export function formatPlannedRequests(requests: readonly PlannedRequest[] | unde
 // ---------------------------------------------------------------------------------------------
 // Training
 
-export type TrainerOptions = Omit<TrainerArgsInput, "dataset" | "outputDir" | "checkpointDir">;
+export type TrainerOptions = Omit<TrainerArgsInput, "dataset" | "outputDir" | "checkpointDir" | "logFile">;
 
 export interface CustomJobInput {
   bucket: string;
@@ -123,6 +124,7 @@ export function customJobSpec(input: CustomJobInput) {
     dataset: fusePath(input.bucket, input.datasetKey),
     outputDir: fusePath(input.bucket, input.modelKey),
     checkpointDir: fusePath(input.bucket, input.checkpointKey),
+    logFile: fusePath(input.bucket, `${runKey}/${RUN_LOG}`),
   });
   return {
     displayName: input.displayName,

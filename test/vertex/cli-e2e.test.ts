@@ -132,7 +132,10 @@ describe("vertex backend through the CLI", () => {
     expect(list.avatars.map((a: { name: string }) => a.name)).toEqual([NAME]);
     const logs = ok(await cli(["logs", NAME, "--json"]));
     expect(logs.source).toBe("training");
-    expect(logs.lines.join("\n")).toMatch(/gcloud ai custom-jobs stream-logs \d+ --project=avatar-test --region=us-central1/);
+    expect(logs.lines).toContain(`log       gs://${BUCKET}/avatar/${NAME}/runs/${logs.runId}/logs/trainer.log`);
+    expect(logs.lines.some((l: string) => l.startsWith("step=4/4 loss="))).toBe(true);
+    const tail = ok(await cli(["logs", NAME, "--tail", "1", "--json"]));
+    expect(tail.lines).toEqual([expect.stringMatching(/^done output=/)]);
     const serving = ok(await cli(["logs", NAME, "--serving", "--json"]));
     expect(serving.lines.join("\n")).toContain("aiplatform.googleapis.com/Endpoint");
   }, LONG);

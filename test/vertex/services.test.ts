@@ -89,6 +89,7 @@ describe("training: a CustomJob the fake runs for real", () => {
     expect(pool.containerSpec.command[0]).toBe("sh");
     expect(pool.containerSpec.command[2]).toMatch(new RegExp(`^cd '/gcs/${BUCKET}/avatar/_trainer/0\\.1\\.0-[0-9a-f]{12}' && exec python -m avatar_trainer "\\$@"$`));
     expect(pool.containerSpec.args).toEqual(expect.arrayContaining(["--dataset", `/gcs/${BUCKET}/avatar/${NAME}/datasets/${sha}.zip`, "--output-dir", `/gcs/${BUCKET}/avatar/${NAME}/runs/${RUN}/model`]));
+    expect(pool.containerSpec.args).toEqual(expect.arrayContaining(["--log-file", `/gcs/${BUCKET}/avatar/${NAME}/runs/${RUN}/logs/trainer.log`]));
     expect(request.customJob.jobSpec.baseOutputDirectory.outputUriPrefix).toBe(`gs://${BUCKET}/avatar/${NAME}/runs/${RUN}`);
     expect(request.customJob.jobSpec.scheduling.timeout.seconds).toBe("10800");
     expect(request.customJob.jobSpec.scheduling.strategy).toBe("STRATEGY_UNSPECIFIED");
@@ -96,10 +97,14 @@ describe("training: a CustomJob the fake runs for real", () => {
 
     const phases: string[] = [];
     const steps: number[] = [];
-    job = await backend.training.wait(launched.id, { onPhase: (p) => phases.push(p), onProgress: (p) => steps.push(p.step) });
+    const lines: string[] = [];
+    job = await backend.training.wait(launched.id, { onPhase: (p) => phases.push(p), onProgress: (p) => steps.push(p.step), onLine: (l) => lines.push(l) });
     expect(job.state, world.fake.jobLog(launched.id).join("\n")).toBe("succeeded");
     expect(phases[0]).toMatch(/pending|queued/);
     expect(phases).toContain("vertex job succeeded");
+    // The trainer's own phases and lines, read from its log in the bucket while the job ran.
+    expect(phases).toEqual(expect.arrayContaining(["data", "load", "train"]));
+    expect(lines.filter((l) => l.startsWith("step=")).at(-1)).toMatch(/^step=4\/4 loss=/);
     expect(steps.at(-1)).toBe(4);
     expect(job.endedAt).toBeDefined();
 
@@ -113,8 +118,12 @@ describe("training: a CustomJob the fake runs for real", () => {
     expect([...trainer.keys()].some((k) => k.endsWith("/avatar_trainer/__main__.py"))).toBe(true);
     expect([...trainer.keys()].some((k) => k.endsWith("/MANIFEST.json"))).toBe(true);
     expect([...trainer.keys()].some((k) => k.includes("__pycache__"))).toBe(false);
-    // The job printed the trainer's parseable lines (Cloud Logging's side of the story).
-    expect(world.fake.jobLog(launched.id).some((l) => l.startsWith("step=4/4"))).toBe(true);
+    // The job printed the trainer's parseable lines (Cloud Logging's side of the story), and the
+    // same lines are in the run's log object.
+    const printed = world.fake.jobLog(launched.id).filter((l) => /^(step|phase)=|^done /.test(l));
+    expect(printed.some((l) => l.startsWith("step=4/4"))).toBe(true);
+    const logged = run.get(`avatar/${NAME}/runs/${RUN}/logs/trainer.log`)!.toString().trim().split("\n");
+    expect(logged.filter((l) => /^(step|phase)=|^done /.test(l))).toEqual(printed);
   }, LONG);
 
   it("finds the job again by its labels, and re-launching a finished run's spec creates a new job", async () => {
@@ -126,8 +135,15 @@ describe("training: a CustomJob the fake runs for real", () => {
     expect(await backend.training.get("999999")).toBeUndefined();
     const lines: string[] = [];
     await backend.training.logs(job.id, { onLine: (l) => lines.push(l) });
-    expect(lines.join("\n")).toContain(`gcloud ai custom-jobs stream-logs ${job.id} --project=${PROJECT} --region=${REGION}`);
     expect(lines.join("\n")).toContain("(succeeded)");
+    expect(lines).toContain(`log       gs://${BUCKET}/avatar/${NAME}/runs/${RUN}/logs/trainer.log`);
+    const logged = (await objectsUnder(world.gcs, BUCKET, `avatar/${NAME}/runs/${RUN}/logs/`)).get(`avatar/${NAME}/runs/${RUN}/logs/trainer.log`)!;
+    const logLines = logged.toString().trim().split("\n");
+    expect(lines.slice(-logLines.length)).toEqual(logLines);
+    const tail: string[] = [];
+    await backend.training.logs(job.id, { onLine: (l) => tail.push(l), tail: 2 });
+    expect(tail).toEqual(logLines.slice(-2));
+    expect(tail.at(-1)).toMatch(/^done output=/);
   });
 
   it("a second launch reuses the uploaded trainer package; --spot becomes scheduling.strategy SPOT; a failing trainer fails the job", async () => {
@@ -139,6 +155,16 @@ describe("training: a CustomJob the fake runs for real", () => {
     expect(done.state).toBe("failed");
     expect(done.error).toMatch(/exited with a non-zero status of \d+/);
     expect(world.fake.jobLog(launched.id).join("\n")).toMatch(/no-such-model/);
+    // `avatar logs` shows why: the trainer's error line is the last line of its log.
+    const lines: string[] = [];
+    await backend.training.logs(launched.id, { onLine: (l) => lines.push(l) });
+    expect(lines.at(-1)).toMatch(/^error: .*no-such-model/);
+    // Without a log object (the trainer never started), it says where else to look.
+    await backend.store.delete(`${NAME}/runs/20260101-111111/logs/trainer.log`);
+    const without: string[] = [];
+    await backend.training.logs(launched.id, { onLine: (l) => without.push(l) });
+    expect(without.join("\n")).toContain("yet: the job has not started training");
+    expect(without.join("\n")).toContain(`gcloud ai custom-jobs stream-logs ${launched.id} --project=${PROJECT} --region=${REGION}`);
     const after = await objectsUnder(world.gcs, BUCKET, "avatar/_trainer/");
     expect([...after.keys()]).toEqual([...before.keys()]);
   }, LONG);

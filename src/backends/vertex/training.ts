@@ -1,14 +1,16 @@
 // Training on Vertex: a CustomJob running the trainer package from Cloud Storage FUSE in the Hugging
 // Face training DLC. The job is the record: found again by its labels, its state read from Vertex.
-// Progress comes from the checkpoints the trainer writes to the bucket (each one a COMPLETE marker);
-// the trainer's own log lines go to Cloud Logging, which `avatar logs` points at.
+// The trainer appends its log lines to <run>/logs/trainer.log in the bucket (--log-file through the
+// FUSE mount; its stdout also reaches Cloud Logging): `avatar logs` prints that object and the
+// wait reads its step lines for progress. Before the first line, progress comes from the newest
+// complete checkpoint.
 import { createHash } from "node:crypto";
 import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { AvatarError } from "../../core/errors.ts";
-import { runCheckpointKey, runModelKey } from "../../core/run-keys.ts";
-import type { TrainerProgress } from "../../core/trainer-args.ts";
+import { runCheckpointKey, runLogKey, runModelKey } from "../../core/run-keys.ts";
+import { parseTrainerLine, type TrainerProgress } from "../../core/trainer-args.ts";
 import {
   avatarFilter, customJobName, isoTime, jobPhase, jobStateOf, locationName, resourceId, trainerManifestKey, trainerPackageKey,
 } from "../../core/vertex-names.ts";
@@ -155,23 +157,43 @@ export class VertexTraining implements TrainingService {
     }
   }
 
-  /** Total steps from the job's own arguments, the newest complete checkpoint from the bucket. */
-  async #progress(job: TrainingJob, raw: CustomJobLike): Promise<TrainerProgress | undefined> {
+  /**
+   * The trainer's log lines so far, or undefined while there is no log object. Only whole lines:
+   * a line still being written is left for the next read.
+   */
+  async #logLines(job: TrainingJob): Promise<string[] | undefined> {
+    if (!job.name || !job.runId) return undefined;
+    const key = runLogKey(job.name, job.runId);
+    let text = "";
+    try {
+      for await (const chunk of await this.#v.store.read(key)) text += chunk.toString();
+    } catch (error) {
+      if (error instanceof AvatarError && error.code === "NOT_FOUND") return undefined;
+      throw error;
+    }
+    return text.slice(0, text.lastIndexOf("\n") + 1).split("\n").filter((line) => line.trim() !== "");
+  }
+
+  /** The newest step line of the log; before there is one, the newest complete checkpoint. */
+  async #progress(job: TrainingJob, raw: CustomJobLike, lines?: string[]): Promise<TrainerProgress | undefined> {
     const args = raw.jobSpec?.workerPoolSpecs?.[0]?.containerSpec?.args ?? [];
     const total = Number(args[args.indexOf("--steps") + 1]);
     if (!job.name || !job.runId || !Number.isFinite(total) || args.indexOf("--steps") < 0) return undefined;
     if (job.state === "succeeded") return { step: total, total };
-    const prefix = `${runCheckpointKey(job.name, job.runId)}/`;
-    let step = 0;
     try {
-      for (const o of await this.#v.store.list(prefix)) {
+      for (const line of [...(lines ?? (await this.#logLines(job)) ?? [])].reverse()) {
+        const parsed = parseTrainerLine(line);
+        if (parsed?.kind === "step") return parsed.progress;
+      }
+      let step = 0;
+      for (const o of await this.#v.store.list(`${runCheckpointKey(job.name, job.runId)}/`)) {
         const m = /checkpoint-(\d+)\/COMPLETE$/.exec(o.key);
         if (m) step = Math.max(step, Number(m[1]));
       }
+      return { step, total };
     } catch {
       return undefined; // progress is a nicety; the job state is what counts
     }
-    return { step, total };
   }
 
   async get(id: string): Promise<TrainingJob | undefined> {
@@ -205,6 +227,7 @@ export class VertexTraining implements TrainingService {
   async wait(id: string, options: WaitOptions = {}): Promise<TrainingJob> {
     let phase = "";
     let lastStep = -1;
+    let seenLines = 0;
     for (;;) {
       const raw = await this.#getRaw(id);
       if (!raw) throw new AvatarError("NOT_FOUND", `Training job ${id} is gone from Vertex AI.`, { hint: "`avatar status <name>` lists the runs." });
@@ -215,7 +238,15 @@ export class VertexTraining implements TrainingService {
         options.onPhase?.(`vertex job ${now}`);
       }
       if (job.state === "running" || job.state === "succeeded") {
-        const progress = await this.#progress(job, raw);
+        const lines = await this.#logLines(job).catch(() => undefined);
+        // New log lines read like the local trainer's stdout: detail lines, trainer phases.
+        for (const line of lines?.slice(seenLines) ?? []) {
+          options.onLine?.(line);
+          const parsed = parseTrainerLine(line);
+          if (parsed?.kind === "phase") options.onPhase?.(parsed.fields.phase ?? "");
+        }
+        seenLines = Math.max(seenLines, lines?.length ?? 0);
+        const progress = await this.#progress(job, raw, lines);
         if (progress && progress.step !== lastStep) {
           lastStep = progress.step;
           job.progress = progress;
@@ -241,23 +272,35 @@ export class VertexTraining implements TrainingService {
     }
   }
 
-  /** What Vertex tells about the job, and where its log lines are (Cloud Logging; not downloaded). */
+  /**
+   * The trainer's log from the bucket after what Vertex tells about the job. With --tail, only the
+   * last log lines. Before the trainer has written anything, where else to look.
+   */
   async logs(id: string, options: { onLine: (line: string) => void; tail?: number }): Promise<void> {
     const raw = await this.#getRaw(id);
     if (!raw) throw new AvatarError("NOT_FOUND", `No training job ${id} on Vertex AI.`, { hint: "`avatar status <name>` lists the runs." });
     const job = this.#toJob(raw);
-    const progress = await this.#progress(job, raw);
+    const lines = await this.#logLines(job);
+    if (lines && options.tail) {
+      for (const line of lines.slice(-options.tail)) options.onLine(line);
+      return;
+    }
+    const progress = await this.#progress(job, raw, lines);
     const { project, region } = this.#v.loc;
-    const lines = [
+    const header = [
       `job       ${raw.name} (${jobPhase(raw.state)})`,
       `run       ${job.runId}  model ${job.modelUri}`,
-      ...(progress ? [`progress  step ${progress.step}/${progress.total} (newest checkpoint in the bucket)`] : []),
+      ...(progress ? [`progress  step ${progress.step}/${progress.total}`] : []),
       ...(raw.error?.message ? [`error     ${raw.error.message}`] : []),
-      "The trainer's log lines are in Cloud Logging (avatar does not download them). Read them with:",
-      `  gcloud ai custom-jobs stream-logs ${job.id} --project=${project} --region=${region}`,
-      `  gcloud logging read 'resource.type="ml_job" AND resource.labels.job_id="${job.id}"' --project=${project} --limit=200`,
-      `  https://console.cloud.google.com/vertex-ai/training/custom-jobs?project=${project}`,
     ];
-    for (const line of options.tail ? lines.slice(-options.tail) : lines) options.onLine(line);
+    const logUri = job.name && job.runId ? this.#v.store.uri(runLogKey(job.name, job.runId)) : "";
+    const elsewhere = [
+      "The container's whole output (including anything before the trainer started) is in Cloud Logging:",
+      `  gcloud ai custom-jobs stream-logs ${job.id} --project=${project} --region=${region}`,
+    ];
+    const body = lines
+      ? [`log       ${logUri}`, "", ...lines]
+      : [`No trainer log at ${logUri} yet: the job has not started training.`, ...elsewhere];
+    for (const line of [...header, ...body]) options.onLine(line);
   }
 }

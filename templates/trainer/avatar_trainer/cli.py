@@ -14,7 +14,9 @@ import os
 import re
 import sys
 
+from . import log
 from .errors import Interrupted, TrainerError
+from .paths import resolve_location
 
 PIPELINE_CHOICES = ("sd15", "sdxl")
 DEFAULT_RESOLUTION = {"sd15": 512, "sdxl": 1024}
@@ -116,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--checkpoint-every", type=_positive_int, default=100, help="checkpoint interval in steps")
     k.add_argument("--keep-checkpoints", type=_positive_int, default=2, help="complete checkpoints kept")
     k.add_argument("--log-every", type=_positive_int, default=10, help="one step=… log line every N steps")
+    k.add_argument("--log-file", default=None,
+                   help="also append every log line and the final error to this file (path, /gcs/… or gs://…)")
     k.add_argument("--verbose", action="store_true", help="library logs and tracebacks on errors")
 
     r = p.add_argument_group("metadata (recorded in avatar.json)")
@@ -160,6 +164,19 @@ def run(argv=None) -> int:
     """parse_args + main with the exit-code contract. Used by `python -m avatar_trainer`."""
     args = parse_args(argv)  # SystemExit(2) on bad arguments
     try:
+        return _run(args)
+    finally:
+        log.close_mirror()  # cli.run may be called again in the same process (tests)
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        if args.log_file:
+            path = resolve_location(args.log_file, "--log-file")
+            try:
+                log.mirror_to(path)
+            except OSError as e:
+                raise TrainerError(f"--log-file {args.log_file}: cannot write it ({e.strerror or e})") from e
         main(args)
         return 0
     except TrainerError as e:
@@ -185,6 +202,8 @@ def run(argv=None) -> int:
 
 
 def _error(message: str) -> None:
+    text = "error: " + " ".join(message.split())
     sys.stdout.flush()
-    sys.stderr.write("error: " + " ".join(message.split()) + "\n")
+    sys.stderr.write(text + "\n")
     sys.stderr.flush()
+    log.mirror_line(text)

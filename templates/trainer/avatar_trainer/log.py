@@ -2,11 +2,46 @@
 
 The CLI (and Vertex's log viewer) read these; there are no progress bars and no redraws.
 Values containing whitespace, quotes or '=' are JSON-quoted so a line always splits cleanly.
+With --log-file every line is also appended to a file: on Vertex that file sits in the bucket
+(through the Cloud Storage FUSE mount), where `avatar logs` and the CLI's progress read it.
 """
 
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
+
+_mirror = None  # the --log-file, open for appending
+
+
+def mirror_to(path: Path) -> None:
+    """Also append every line to `path` (created with its folders; a resumed run appends)."""
+    global _mirror
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _mirror = open(path, "a", encoding="utf-8")
+
+
+def close_mirror() -> None:
+    global _mirror
+    if _mirror is not None:
+        _mirror.close()
+        _mirror = None
+
+
+def mirror_line(text: str) -> None:
+    """Append one line to the mirror, synced so it reaches the bucket now (FUSE uploads on fsync).
+    A mirror that stops working is dropped with one warning: it must never stop the training."""
+    global _mirror
+    if _mirror is None:
+        return
+    try:
+        _mirror.write(text + "\n")
+        _mirror.flush()
+        os.fsync(_mirror.fileno())
+    except OSError as e:
+        _mirror = None
+        sys.stderr.write(f"warning: --log-file stopped working ({e}); logging to stdout only\n")
 
 
 def _fmt(value) -> str:
@@ -29,8 +64,10 @@ def line(head: str | None = None, **fields) -> str:
 
 def emit(head: str | None = None, **fields) -> None:
     """Print one record, e.g. emit(phase="data", images=12) or emit("checkpoint", step=2, path=p)."""
-    sys.stdout.write(line(head, **fields) + "\n")
+    text = line(head, **fields)
+    sys.stdout.write(text + "\n")
     sys.stdout.flush()
+    mirror_line(text)
 
 
 def phase(name: str, **fields) -> None:
