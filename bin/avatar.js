@@ -7,4 +7,12 @@ if (major < 22 || (major === 22 && minor < 12)) {
 }
 // The bundle is CommonJS (see .config/rolldown.config.mjs); boot runs it from a V8 code cache.
 const require = process.getBuiltinModule("node:module").createRequire(import.meta.url);
-await require("../dist/boot.cjs").boot(process.argv.slice(2));
+let loader;
+try {
+  loader = require("../dist/boot.cjs");
+} catch (error) {
+  if (error?.code !== "MODULE_NOT_FOUND") throw error;
+  process.stderr.write("error: this checkout of avatar is not built yet.\nhint: run `npm ci` (it builds) or `npm run build`.\n");
+  process.exit(1);
+}
+await loader.boot(process.argv.slice(2));

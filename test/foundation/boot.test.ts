@@ -111,6 +111,16 @@ describe("start-up code cache", () => {
 });
 
 describe("avatar start-up", () => {
+  it("a checkout that is not built says how to build it, without a stack trace", () => {
+    const copy = tempDir();
+    mkdirSync(join(copy, "bin"));
+    copyFileSync(join(repoRoot, "bin", "avatar.js"), join(copy, "bin", "avatar.js"));
+    copyFileSync(join(repoRoot, "package.json"), join(copy, "package.json"));
+    const result = spawnSync(process.execPath, [join(copy, "bin", "avatar.js"), "--help"], { encoding: "utf8" });
+    expect(result.status).toBe(1);
+    expect(result.stderr).toBe("error: this checkout of avatar is not built yet.\nhint: run `npm ci` (it builds) or `npm run build`.\n");
+  });
+
   it("answers the same from a cold and a warm code cache, and NODE_DISABLE_COMPILE_CACHE turns it off", async () => {
     const home = tempDir();
     const cache = join(home, "node-cache");
