@@ -47,6 +47,13 @@ export interface WaitOptions {
   onLine?: (line: string) => void;
 }
 
+export interface LogOptions {
+  onLine: (line: string) => void;
+  tail?: number;
+  follow?: boolean;
+  signal?: AbortSignal;
+}
+
 export interface TrainingService {
   launch(spec: TrainingJobSpec): Promise<TrainingJob>;
   get(id: string): Promise<TrainingJob | undefined>;
@@ -54,7 +61,8 @@ export interface TrainingService {
   /** Resolves when the job ends (or the signal aborts: the job keeps running). */
   wait(id: string, options?: WaitOptions): Promise<TrainingJob>;
   cancel(id: string): Promise<void>;
-  logs(id: string, options: { onLine: (line: string) => void; tail?: number }): Promise<void>;
+  /** The run's log lines (with `tail`, the last ones); with `follow`, then every new line until the run ends or `signal` aborts. */
+  logs(id: string, options: LogOptions): Promise<void>;
   /** --dry-run: the remote requests launch() would send (backends with remote state only). */
   plan?(spec: TrainingJobSpec): Promise<PlannedRequest[]>;
 }

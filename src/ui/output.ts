@@ -78,6 +78,11 @@ export class Output {
     });
   }
 
+  /** One result line printed as it comes (a followed log). Not with --json: the envelope carries them. */
+  line(text: string): void {
+    if (!this.#options.json) this.#options.streams.stdout.write(`${text}\n`);
+  }
+
   result(result: CommandResult): void {
     const stdout = this.#options.streams.stdout;
     if (this.#options.json) {

@@ -167,6 +167,60 @@ describe("local backend commands", () => {
     expect(processesMentioning(home).filter((p) => p.includes("local_server"))).toEqual([]);
   }, LONG);
 
+  it("logs --follow prints a detached run's lines as they come and returns when it ends", async () => {
+    const launched = await runCli([...trainArgs(), "--seed", "7", "--detach", "--json"], { env, cwd: home, timeoutMs: LONG });
+    expect(launched.code, launched.stderr).toBe(0);
+    expect(launched.json!.data.job.state).toBe("running");
+
+    const definedEnv = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined)) as NodeJS.ProcessEnv;
+    const child = spawn(process.execPath, [cliPath, "logs", name, "--follow"], { cwd: home, env: definedEnv, stdio: ["ignore", "pipe", "pipe"] });
+    const arrivals: number[] = [];
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d) => {
+      arrivals.push(Date.now());
+      stdout += d;
+    });
+    child.stderr.on("data", (d) => (stderr += d));
+    const code = await new Promise<number | null>((resolve) => child.on("exit", resolve));
+    const ended = Date.now();
+    expect(code, stderr).toBe(0);
+    const lines = stdout.trim().split("\n");
+    expect(lines[0]).toMatch(/^phase=/);
+    expect(lines.filter((l) => l.startsWith("step=")).at(-1)).toMatch(/^step=30\/30 /);
+    expect(lines.at(-1)).toMatch(/^done output=/);
+    // Streamed, not printed at the end: the first lines came while the trainer was still working.
+    expect(ended - arrivals[0]!).toBeGreaterThan(1000);
+    const status = await runCli(["status", name, "--json"], { env, cwd: home });
+    expect(status.json!.data.runs.at(-1).state).toBe("succeeded");
+
+    const serving = await runCli(["logs", name, "--serving", "--follow"], { env, cwd: home });
+    expect(serving.code).toBe(2);
+    expect(serving.stderr).toMatch(/--follow works with training logs/);
+  }, LONG);
+
+  it("Ctrl-C stops following the log, not the run: exit 130 and it says the run goes on", async () => {
+    const launched = await runCli([...trainArgs(), "--steps", "120", "--seed", "8", "--detach", "--json"], { env, cwd: home, timeoutMs: LONG });
+    expect(launched.code, launched.stderr).toBe(0);
+    const definedEnv = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined)) as NodeJS.ProcessEnv;
+    const child = spawn(process.execPath, [cliPath, "logs", name, "-f"], { cwd: home, env: definedEnv, stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stderr.on("data", (d) => (stderr += d));
+    const exited = new Promise<number | null>((resolve) => child.on("exit", resolve));
+    await new Promise<void>((resolve) => {
+      child.stdout.on("data", (d) => {
+        stdout += d;
+        if (stdout.includes("step=")) resolve();
+      });
+    });
+    child.kill("SIGINT");
+    expect(await exited).toBe(130);
+    expect(stderr).toMatch(/Still running: training run \d{8}-\d{6} of /);
+    const waited = await runCli(["status", name, "--wait", "--json"], { env, cwd: home, timeoutMs: LONG });
+    expect(waited.json!.data.runs.at(-1)).toMatchObject({ runId: launched.json!.data.job.runId, state: "succeeded" });
+  }, LONG);
+
   it("avatar serve --check runs one prediction through the container stand-in", async () => {
     const status = await runCli(["status", name, "--json"], { env, cwd: home });
     const run = status.json!.data.runs.at(-1).runId;

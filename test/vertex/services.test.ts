@@ -169,6 +169,20 @@ describe("training: a CustomJob the fake runs for real", () => {
     expect([...after.keys()]).toEqual([...before.keys()]);
   }, LONG);
 
+  it("logs --follow delivers the trainer's lines while the job runs and returns when it ends", async () => {
+    const launched = await backend.training.launch(jobSpec("20260101-141414", { steps: 12 }));
+    const lines: string[] = [];
+    let firstAt = 0;
+    await backend.training.logs(launched.id, { onLine: (l) => (lines.push(l), (firstAt ||= Date.now())), follow: true });
+    const done = (await backend.training.get(launched.id))!;
+    expect(done.state).toBe("succeeded");
+    const steps = lines.filter((l) => l.startsWith("step="));
+    expect(steps.at(-1)).toMatch(/^step=12\/12 /);
+    expect(new Set(steps).size).toBe(steps.length); // no line twice
+    expect(lines.at(-1)).toMatch(/^done output=/);
+    expect(firstAt).toBeLessThan(Date.parse(done.endedAt!)); // followed, not read after the end
+  }, LONG);
+
   it("cancel stops a running job: it ends cancelled", async () => {
     const launched = await backend.training.launch(jobSpec("20260101-121212", { steps: 5000, checkpointEvery: 1000 }));
     // Cancel once the trainer itself is up (it has printed its first line), not while the job is still staging.

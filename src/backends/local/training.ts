@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { AvatarError } from "../../core/errors.ts";
 import { parseTrainerLine, trainerArgs } from "../../core/trainer-args.ts";
 import { trainerDir } from "../../paths.ts";
-import type { TrainingJob, TrainingJobSpec, TrainingService, WaitOptions } from "../backend.ts";
+import type { LogOptions, TrainingJob, TrainingJobSpec, TrainingService, WaitOptions } from "../backend.ts";
 import { isAlive, listRecords, readNewLines, readRecord, tailLines, writeRecord } from "./records.ts";
 
 interface JobRecord extends TrainingJob {
@@ -141,23 +141,27 @@ export class LocalTraining implements TrainingService {
   async wait(id: string, options: WaitOptions = {}): Promise<TrainingJob> {
     const record = await readRecord<JobRecord>(this.#recordPath(id));
     if (!record) throw new AvatarError("NOT_FOUND", `No local training job ${id}.`);
-    let offset = 0;
-    let partial = "";
+    const onLine = (line: string) => {
+      options.onLine?.(line);
+      const parsed = parseTrainerLine(line);
+      if (parsed?.kind === "step") options.onProgress?.(parsed.progress);
+      else if (parsed?.kind === "phase") options.onPhase?.(parsed.fields.phase ?? "");
+    };
+    return this.#follow(record, { offset: 0, partial: "" }, onLine, options.signal);
+  }
+
+  /** Delivers the log lines after `from` as the trainer writes them, until the job ends (or `signal`). */
+  async #follow(record: JobRecord, from: { offset: number; partial: string }, onLine: (line: string) => void, signal?: AbortSignal): Promise<TrainingJob> {
+    let { offset, partial } = from;
     let last: TrainingJob | undefined;
     for (;;) {
       const read = await readNewLines(record.logFile, offset, partial);
-      offset = read.offset;
-      partial = read.partial;
-      for (const line of read.lines) {
-        options.onLine?.(line);
-        const parsed = parseTrainerLine(line);
-        if (parsed?.kind === "step") options.onProgress?.(parsed.progress);
-        else if (parsed?.kind === "phase") options.onPhase?.(parsed.fields.phase ?? "");
-      }
+      ({ offset, partial } = read);
+      for (const line of read.lines) onLine(line);
       if (last && last.state !== "running") return last;
-      if (options.signal?.aborted) return (await this.get(id))!;
-      last = await this.get(id);
-      if (!last) throw new AvatarError("NOT_FOUND", `Local training job ${id} disappeared.`);
+      if (signal?.aborted) return (await this.get(record.id))!;
+      last = await this.get(record.id);
+      if (!last) throw new AvatarError("NOT_FOUND", `Local training job ${record.id} disappeared.`);
       // One more pass after the end so the last log lines are read.
       if (last.state === "running") await new Promise((resolve) => setTimeout(resolve, 300));
     }
@@ -181,9 +185,15 @@ export class LocalTraining implements TrainingService {
     }
   }
 
-  async logs(id: string, options: { onLine: (line: string) => void; tail?: number }): Promise<void> {
+  async logs(id: string, options: LogOptions): Promise<void> {
     const record = await readRecord<JobRecord>(this.#recordPath(id));
     if (!record) throw new AvatarError("NOT_FOUND", `No local training job ${id}.`, { hint: "`avatar status <name>` lists the runs." });
-    for (const line of await tailLines(record.logFile, options.tail ?? 10_000)) options.onLine(line);
+    if (!options.follow) {
+      for (const line of await tailLines(record.logFile, options.tail ?? 10_000)) options.onLine(line);
+      return;
+    }
+    const sofar = await readNewLines(record.logFile, 0, "");
+    for (const line of options.tail ? sofar.lines.slice(-options.tail) : sofar.lines) options.onLine(line);
+    await this.#follow(record, sofar, options.onLine, options.signal);
   }
 }

@@ -16,7 +16,7 @@ import {
 } from "../../core/vertex-names.ts";
 import { createCustomJobRequest, trainImage, vertexBaseProblem, type PlannedRequest } from "../../core/vertex-specs.ts";
 import { trainerDir } from "../../paths.ts";
-import type { TrainingJob, TrainingJobSpec, TrainingService, WaitOptions } from "../backend.ts";
+import type { LogOptions, TrainingJob, TrainingJobSpec, TrainingService, WaitOptions } from "../backend.ts";
 import { errorContext, isNotFound, type VertexContext } from "./context.ts";
 import { mapVertexError } from "./errors.ts";
 
@@ -274,33 +274,52 @@ export class VertexTraining implements TrainingService {
 
   /**
    * The trainer's log from the bucket after what Vertex tells about the job. With --tail, only the
-   * last log lines. Before the trainer has written anything, where else to look.
+   * last log lines. Before the trainer has written anything, where else to look. With follow, new
+   * lines as they reach the bucket, until the job ends.
    */
-  async logs(id: string, options: { onLine: (line: string) => void; tail?: number }): Promise<void> {
+  async logs(id: string, options: LogOptions): Promise<void> {
     const raw = await this.#getRaw(id);
     if (!raw) throw new AvatarError("NOT_FOUND", `No training job ${id} on Vertex AI.`, { hint: "`avatar status <name>` lists the runs." });
-    const job = this.#toJob(raw);
+    let job = this.#toJob(raw);
     const lines = await this.#logLines(job);
     if (lines && options.tail) {
       for (const line of lines.slice(-options.tail)) options.onLine(line);
-      return;
+    } else {
+      for (const line of await this.#logHeader(job, raw, lines)) options.onLine(line);
     }
+    let seen = lines?.length ?? 0;
+    while (options.follow && !TERMINAL.has(job.state) && !options.signal?.aborted) {
+      try {
+        await sleep(this.#v.poll.jobMs, undefined, { signal: options.signal });
+      } catch {
+        return; // interrupted: stop following, the job goes on
+      }
+      const now = await this.#getRaw(id);
+      if (!now) return;
+      job = this.#toJob(now);
+      // Read after the state: once the job has ended, this read has every line the trainer wrote.
+      const latest = (await this.#logLines(job)) ?? [];
+      for (const line of latest.slice(seen)) options.onLine(line);
+      seen = Math.max(seen, latest.length);
+    }
+  }
+
+  async #logHeader(job: TrainingJob, raw: CustomJobLike, lines: string[] | undefined): Promise<string[]> {
     const progress = await this.#progress(job, raw, lines);
     const { project, region } = this.#v.loc;
-    const header = [
+    const logUri = job.name && job.runId ? this.#v.store.uri(runLogKey(job.name, job.runId)) : "";
+    return [
       `job       ${raw.name} (${jobPhase(raw.state)})`,
       `run       ${job.runId}  model ${job.modelUri}`,
       ...(progress ? [`progress  step ${progress.step}/${progress.total}`] : []),
       ...(raw.error?.message ? [`error     ${raw.error.message}`] : []),
+      ...(lines
+        ? [`log       ${logUri}`, "", ...lines]
+        : [
+            `No trainer log at ${logUri} yet: the job has not started training.`,
+            "The container's whole output (including anything before the trainer started) is in Cloud Logging:",
+            `  gcloud ai custom-jobs stream-logs ${job.id} --project=${project} --region=${region}`,
+          ]),
     ];
-    const logUri = job.name && job.runId ? this.#v.store.uri(runLogKey(job.name, job.runId)) : "";
-    const elsewhere = [
-      "The container's whole output (including anything before the trainer started) is in Cloud Logging:",
-      `  gcloud ai custom-jobs stream-logs ${job.id} --project=${project} --region=${region}`,
-    ];
-    const body = lines
-      ? [`log       ${logUri}`, "", ...lines]
-      : [`No trainer log at ${logUri} yet: the job has not started training.`, ...elsewhere];
-    for (const line of [...header, ...body]) options.onLine(line);
   }
 }
