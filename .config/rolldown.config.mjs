@@ -1,9 +1,10 @@
 // Bundles the CLI into CommonJS under dist/ (`npm run build`; tsc only type-checks). Why: a cold
 // `avatar --help` through the ESM loader (a module per file, an ESM facade per builtin) cost ~2.5x a
 // bare `node -e 0` here. Now:
-//   dist/startup.cjs  everything every invocation runs (commander, src/ outside workflows/ and
-//                     backends/), one file so dist/boot.cjs can run it from one V8 code cache;
-//   dist/chunks/*     workflows and backends, loaded by dynamic import() when a command needs them;
+//   dist/startup.cjs  everything every invocation runs: the modules src/main.ts imports statically
+//                     (commander, commands, config, output), one file so dist/boot.cjs can run
+//                     it from one V8 code cache;
+//   dist/chunks/*     workflows, backends and the rest, loaded by import() when a command needs them;
 //   dist/boot.cjs     the loader bin/avatar.js calls (src/boot.ts);
 //   dist/avatar.cjs   the entry, re-exporting startup.cjs (main, run).
 // Packages other than commander stay in node_modules and load only when a command needs them.
