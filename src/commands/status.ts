@@ -1,7 +1,16 @@
 import { defineCommand } from "./spec.ts";
 import { AvatarError } from "../core/errors.ts";
 import { validateAvatarName } from "../core/names.ts";
-import { table } from "../ui/format.ts";
+import type { TrainerProgress } from "../core/trainer-args.ts";
+import { formatDuration, table } from "../ui/format.ts";
+
+/** "120/1000 loss 0.0831 ~10m left" from what the trainer last logged (running runs only). */
+function progressText(p: TrainerProgress, running: boolean): string {
+  const parts = [`${p.step}/${p.total}`];
+  if (running && p.loss !== undefined) parts.push(`loss ${p.loss.toFixed(4)}`);
+  if (running && p.etaSeconds !== undefined && p.step < p.total) parts.push(`~${formatDuration(p.etaSeconds * 1000)} left`);
+  return parts.join(" ");
+}
 
 export const statusCommand = defineCommand({
   name: "status",
@@ -25,7 +34,7 @@ export const statusCommand = defineCommand({
         [avatar] = await inventory(backend, name);
       }
       const human = [
-        ...table([["RUN", "STATE", "PROGRESS"], ...avatar!.runs.map((r) => [r.runId, r.state, r.progress ? `${r.progress.step}/${r.progress.total}` : r.error ?? ""])]),
+        ...table([["RUN", "STATE", "PROGRESS"], ...avatar!.runs.map((r) => [r.runId, r.state, r.progress ? progressText(r.progress, r.state === "running") : r.error ?? ""])]),
         "",
         ...table([["VERSION", "RUN", "ALIASES"], ...avatar!.models.map((m) => [m.versionId, m.runId, m.aliases.join(",")])]),
         "",

@@ -200,7 +200,7 @@ describe("local backend commands", () => {
   }, LONG);
 
   it("Ctrl-C stops following the log, not the run: exit 130 and it says the run goes on", async () => {
-    const launched = await runCli([...trainArgs(), "--steps", "120", "--seed", "8", "--detach", "--json"], { env, cwd: home, timeoutMs: LONG });
+    const launched = await runCli([...trainArgs(), "--steps", "300", "--seed", "8", "--detach", "--json"], { env, cwd: home, timeoutMs: LONG });
     expect(launched.code, launched.stderr).toBe(0);
     const definedEnv = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined)) as NodeJS.ProcessEnv;
     const child = spawn(process.execPath, [cliPath, "logs", name, "-f"], { cwd: home, env: definedEnv, stdio: ["ignore", "pipe", "pipe"] });
@@ -217,6 +217,12 @@ describe("local backend commands", () => {
     child.kill("SIGINT");
     expect(await exited).toBe(130);
     expect(stderr).toMatch(/Still running: training run \d{8}-\d{6} of /);
+    // status shows where it is, from the trainer's newest step line.
+    const running = await runCli(["status", name, "--json"], { env, cwd: home });
+    const run = running.json!.data.runs.at(-1);
+    expect(run).toMatchObject({ state: "running", progress: { total: 300 } });
+    expect(run.progress.step).toBeGreaterThan(0);
+    expect(run.progress.loss).toEqual(expect.any(Number));
     const waited = await runCli(["status", name, "--wait", "--json"], { env, cwd: home, timeoutMs: LONG });
     expect(waited.json!.data.runs.at(-1)).toMatchObject({ runId: launched.json!.data.job.runId, state: "succeeded" });
   }, LONG);

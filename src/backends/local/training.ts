@@ -135,7 +135,17 @@ export class LocalTraining implements TrainingService {
   async list(filter: { name?: string } = {}): Promise<TrainingJob[]> {
     const records = await listRecords<JobRecord>(this.#options.dir);
     const settled = await Promise.all(records.filter((r) => !filter.name || r.name === filter.name).map((r) => this.#settle(r)));
-    return settled.map((r) => this.#public(r)).sort((a, b) => a.runId.localeCompare(b.runId));
+    const jobs = await Promise.all(settled.map(async (r) => ({ ...this.#public(r), ...(r.state === "running" ? await this.#progress(r) : {}) })));
+    return jobs.sort((a, b) => a.runId.localeCompare(b.runId));
+  }
+
+  /** A running job's newest `step=` line (what `avatar status` shows). */
+  async #progress(record: JobRecord): Promise<Pick<TrainingJob, "progress">> {
+    for (const line of (await tailLines(record.logFile, 20)).reverse()) {
+      const parsed = parseTrainerLine(line);
+      if (parsed?.kind === "step") return { progress: parsed.progress };
+    }
+    return {};
   }
 
   async wait(id: string, options: WaitOptions = {}): Promise<TrainingJob> {
