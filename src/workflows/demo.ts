@@ -102,7 +102,7 @@ export async function runDemo(ctx: Context, backend: Backend, input: DemoInput):
   );
   const { registerRun } = await import("./register.ts");
   const registered = await phase("Register", () => registerRun(ctx, backend, { name: input.name, runId: trained.job.runId }), (r) => `Registered ${input.name} version ${r.version?.versionId}`);
-  await phase("Deploy", () => deployAvatar(ctx, backend, { name: input.name, gpu: ctx.config.values.gpu }), () => `Deployed to a local endpoint`);
+  await phase("Deploy", () => deployAvatar(ctx, backend, { name: input.name, gpu: ctx.config.values.gpu }), (d) => `Local endpoint ready${d.endpoint?.url ? ` at ${d.endpoint.url}` : ""}`);
   let generated: GenerateResult;
   try {
     const pack = await loadPack(input.pack);
