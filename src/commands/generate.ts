@@ -6,13 +6,14 @@ export const generateCommand = defineCommand({
   name: "generate",
   summary: "Generate images of an avatar from prompts or a style pack",
   description:
-    "Sends each prompt to the avatar's endpoint and writes the images (plus a contact sheet and images.json with seeds) to ./avatars/<name>/<stamp>/. Use {avatar} in a prompt for the trigger phrase; prompts without it get 'a photo of {avatar}, ' in front.",
+    "Sends each prompt to the avatar's endpoint and writes the images (plus a contact sheet and images.json with seeds) to ./avatars/<name>/<stamp>/. Use {avatar} in a prompt for the trigger phrase; prompts without it get 'a photo of {avatar}, ' in front. With --batch, the prompts come from a file and the results are also kept in the store (the bucket on vertex) under <name>/outputs/<stamp>/.",
   args: [
     { name: "name", description: "avatar name", required: true },
-    { name: "prompt", description: "one or more prompts (or use --pack)", variadic: true },
+    { name: "prompt", description: "one or more prompts (or use --pack or --batch)", variadic: true },
   ],
   options: [
     { flags: "--pack <pack>", description: "a style pack from templates/packs (demo, headshots, fantasy)" },
+    { flags: "--batch <file>", description: "prompts from a file, one per line (# comments; - reads stdin); results also kept in the store" },
     { flags: "-n, --num-images <n>", description: "images per prompt (1-8)", default: "1", number: "int" },
     { flags: "--seed <n>", description: "seed of the first image (then +1 per image)", number: "int" },
     { flags: "--steps <n>", description: "denoising steps (1-100)", number: "int" },
@@ -25,7 +26,11 @@ export const generateCommand = defineCommand({
     { flags: "--out <dir>", description: "output folder", default: "avatars" },
     { flags: "--no-contact-sheet", description: "skip the contact sheet" },
   ],
-  examples: ['avatar generate alice "{avatar} as an astronaut"', "avatar generate alice --pack headshots --seed 7", 'avatar generate alice "oil painting of {avatar}" -n 4 --json'],
+  examples: [
+    'avatar generate alice "{avatar} as an astronaut"',
+    "avatar generate alice --pack headshots --seed 7",
+    "avatar generate alice --batch prompts.txt -n 2 --json",
+  ],
   async run(ctx, { args, options }) {
     const name = validateAvatarName(args[0]!);
     let prompts = args.slice(1);
@@ -36,7 +41,11 @@ export const generateCommand = defineCommand({
       prompts = [...prompts, ...pack.prompts];
       negative ??= pack.negative_prompt;
     }
-    if (prompts.length === 0) throw new AvatarError("USAGE", "No prompt given.", { hint: `Pass a prompt (avatar generate ${name} "{avatar} as an astronaut") or --pack demo.` });
+    if (options.batch !== undefined) {
+      const { loadPromptFile } = await import("../workflows/packs.ts");
+      prompts = [...prompts, ...(await loadPromptFile(String(options.batch), ctx.cwd, ctx.streams.stdin))];
+    }
+    if (prompts.length === 0) throw new AvatarError("USAGE", "No prompt given.", { hint: `Pass a prompt (avatar generate ${name} "{avatar} as an astronaut"), --pack demo or --batch <file>.` });
     const numImages = Number(options.numImages);
     if (numImages < 1 || numImages > 8) throw new AvatarError("BAD_INPUT", "--num-images must be between 1 and 8.");
     const { withBackend } = await import("../workflows/session.ts");
@@ -56,9 +65,11 @@ export const generateCommand = defineCommand({
         format: options.format as "jpeg" | "png",
         outDir: String(options.out),
         contactSheet: options.contactSheet !== false,
+        store: options.batch !== undefined,
       });
       const human = result.images.map((i) => `${i.file}  seed ${i.seed}`);
       if (result.contactSheet) human.push(`contact sheet  ${result.contactSheet}`);
+      if (result.stored) human.push(`kept in  ${result.stored.uri}`);
       return { data: result, human, next: `avatar down ${name}  (stop the endpoint when you are done)` };
     });
   },

@@ -1,11 +1,12 @@
 // Generate: prompts → predict requests (one image each, so every response stays well under the
 // 1.5 MB limit of a shared Vertex endpoint) → image files, a contact sheet, and seeds to reproduce them.
-import { mkdir, writeFile } from "node:fs/promises";
-import { join, resolve } from "node:path";
+import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
+import { basename, join, resolve } from "node:path";
 import type { Backend } from "../backends/backend.ts";
 import type { Context } from "../context.ts";
 import { AvatarError } from "../core/errors.ts";
 import { newRunId } from "../core/names.ts";
+import { outputsKey } from "../core/run-keys.ts";
 import { withAvatar } from "../core/packs.ts";
 import { writeContactSheet } from "../ui/contact-sheet.ts";
 
@@ -24,6 +25,8 @@ export interface GenerateInput {
   format: "jpeg" | "png";
   outDir: string;
   contactSheet: boolean;
+  /** Also keep the results in the store, under <name>/outputs/<stamp>/ (`--batch`). */
+  store?: boolean;
 }
 
 export interface GeneratedImage {
@@ -38,6 +41,8 @@ export interface GenerateResult {
   dir: string;
   images: GeneratedImage[];
   contactSheet?: string;
+  /** Where the store keeps a copy (with `store`). */
+  stored?: { uri: string; objects: number };
 }
 
 const slug = (text: string) => text.toLowerCase().replace(/\{avatar\}/g, "").replace(/[^a-z0-9]+/g, "-").replace(/^-|-$/g, "").slice(0, 40) || "image";
@@ -87,5 +92,26 @@ export async function generateImages(ctx: Context, backend: Backend, input: Gene
   progress.done();
   const contactSheet = input.contactSheet && images.length > 1 ? await writeContactSheet(images.map((i) => i.file), join(dir, "contact-sheet.jpg")) : undefined;
   await writeFile(join(dir, "images.json"), `${JSON.stringify({ name: input.name, images: images.map((i) => ({ ...i, file: i.file.slice(dir.length + 1) })) }, null, 2)}\n`);
-  return { dir, images, contactSheet };
+  const stored = input.store ? await storeOutputs(ctx, backend, input.name, dir) : undefined;
+  return { dir, images, contactSheet, ...(stored ? { stored } : {}) };
+}
+
+const contentTypes: Record<string, string> = { jpg: "image/jpeg", png: "image/png", json: "application/json" };
+
+/** Copies a finished output folder to <name>/outputs/<stamp>/ in the store (the bucket on vertex). */
+async function storeOutputs(ctx: Context, backend: Backend, name: string, dir: string): Promise<{ uri: string; objects: number }> {
+  const key = outputsKey(name, basename(dir));
+  const files = (await readdir(dir)).sort();
+  const spinner = await ctx.out.spinner(`Keeping ${files.length} files in ${backend.store.uri(key)}/`);
+  try {
+    for (const file of files) {
+      const extension = file.slice(file.lastIndexOf(".") + 1);
+      await backend.store.put(`${key}/${file}`, await readFile(join(dir, file)), { contentType: contentTypes[extension] ?? "application/octet-stream", overwrite: true });
+    }
+  } catch (error) {
+    spinner.fail();
+    throw error;
+  }
+  spinner.succeed(`Kept ${files.length} files in ${backend.store.uri(key)}/`);
+  return { uri: `${backend.store.uri(key)}/`, objects: files.length };
 }

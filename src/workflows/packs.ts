@@ -1,8 +1,9 @@
-// Loads style packs shipped in templates/packs.
+// Loads style packs shipped in templates/packs, and the prompt files of `generate --batch`.
 import { readdir, readFile } from "node:fs/promises";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
+import type { Readable } from "node:stream";
 import { AvatarError } from "../core/errors.ts";
-import { parsePack, type Pack } from "../core/packs.ts";
+import { parsePack, parsePromptFile, type Pack } from "../core/packs.ts";
 import { packageRoot } from "../paths.ts";
 
 const packsDir = join(packageRoot, "templates", "packs");
@@ -17,4 +18,21 @@ export async function loadPack(name: string): Promise<Pack> {
     throw new AvatarError("BAD_INPUT", `There is no pack "${name}".`, { hint: `Packs: ${names.join(", ")}.` });
   }
   return parsePack(name, JSON.parse(await readFile(join(packsDir, `${name}.json`), "utf8")));
+}
+
+/** The prompts of a --batch file (relative to `cwd`), or of `stdin` for "-". */
+export async function loadPromptFile(file: string, cwd: string, stdin: Readable): Promise<string[]> {
+  if (file === "-") {
+    let text = "";
+    for await (const chunk of stdin) text += String(chunk);
+    return parsePromptFile("stdin", text);
+  }
+  let text: string;
+  try {
+    text = await readFile(resolve(cwd, file), "utf8");
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new AvatarError("BAD_INPUT", `Cannot read the --batch file ${file}${code ? ` (${code})` : ""}.`, { hint: "Pass a text file with one prompt per line, or - to read stdin." });
+  }
+  return parsePromptFile(file, text);
 }

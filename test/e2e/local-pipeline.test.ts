@@ -1,10 +1,11 @@
 // The local backend end to end, through the built CLI: demo, interrupt + resume, every command's
 // --json shape, and `avatar serve --check`. Real Python trainer and handler on the tiny model.
 import { spawn } from "node:child_process";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
+import { pathToFileURL } from "node:url";
 import sharp from "sharp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { cleanEnv, cliPath, runCli } from "../support/cli.ts";
@@ -153,6 +154,20 @@ describe("local backend commands", () => {
     const bad = await runCli(["generate", name, "x", "--steps", "1000", "--json"], { env, cwd: home });
     expect(bad.code).toBe(2);
     expect(bad.json!.error!.message).toMatch(/steps/);
+
+    // --batch: prompts from a file; the results are also kept in the store under outputs/<stamp>/.
+    writeFileSync(join(home, "prompts.txt"), "# a batch\n{avatar} in a suit\n\nan oil painting of {avatar}\n");
+    const batch = await runCli(["generate", name, "--batch", "prompts.txt", "--steps", "1", "--width", "256", "--height", "256", "--json"], { env, cwd: home, timeoutMs: LONG });
+    expect(batch.code, batch.stderr).toBe(0);
+    expect(batch.json!.data.images.map((i: { prompt: string }) => i.prompt)).toEqual(["sks person in a suit", "an oil painting of sks person"]);
+    const stamp = basename(batch.json!.data.dir);
+    const kept = join(home, ".avatar", "store", "avatar", name, "outputs", stamp);
+    expect(batch.json!.data.stored).toEqual({ uri: `${pathToFileURL(kept).href}/`, objects: 4 });
+    expect(readdirSync(kept).sort()).toEqual([...readdirSync(batch.json!.data.dir)].sort());
+    expect(readdirSync(kept)).toEqual(expect.arrayContaining(["contact-sheet.jpg", "images.json"]));
+    const missing = await runCli(["generate", name, "--batch", "nope.txt", "--json"], { env, cwd: home });
+    expect(missing.code).toBe(2);
+    expect(missing.json!.error).toMatchObject({ code: "BAD_INPUT", message: "Cannot read the --batch file nope.txt (ENOENT)." });
 
     const listed = await runCli(["list", "--json"], { env, cwd: home });
     expect(listed.json!.data.avatars).toEqual([expect.objectContaining({ name, endpoint: expect.objectContaining({ state: "ready" }) })]);

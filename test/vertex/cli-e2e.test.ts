@@ -122,6 +122,25 @@ describe("vertex backend through the CLI", () => {
     expect(bad.json!.error!.message).toMatch(/steps/);
   }, LONG);
 
+  it("generate --batch - reads prompts from stdin and keeps the results in the bucket under outputs/<stamp>/", async () => {
+    const args = ["generate", NAME, "--batch", "-", "--steps", "1", "--width", "256", "--height", "256", "--json", ...vertex];
+    const definedEnv = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined)) as NodeJS.ProcessEnv;
+    const child = spawn(process.execPath, [cliPath, ...args], { cwd: home, env: definedEnv, stdio: ["pipe", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d) => (stdout += d));
+    child.stderr.on("data", (d) => (stderr += d));
+    child.stdin.end("{avatar} on the moon\n# skipped\n{avatar} under the sea\n");
+    const code = await new Promise<number | null>((resolve) => child.on("exit", resolve));
+    expect(code, stderr).toBe(0);
+    const data = JSON.parse(stdout).data;
+    expect(data.images.map((i: { prompt: string }) => i.prompt)).toEqual(["sks person on the moon", "sks person under the sea"]);
+    const stamp = data.dir.split("/").at(-1);
+    expect(data.stored).toEqual({ uri: `gs://${BUCKET}/avatar/${NAME}/outputs/${stamp}/`, objects: 4 });
+    const kept = [...(await world.gcs.objects(BUCKET)).keys()].filter((k) => k.startsWith(`avatar/${NAME}/outputs/${stamp}/`)).sort();
+    expect(kept.map((k) => k.split("/").at(-1))).toEqual(["01-on-the-moon-" + data.images[0].seed + ".jpg", "02-under-the-sea-" + data.images[1].seed + ".jpg", "contact-sheet.jpg", "images.json"]);
+  }, LONG);
+
   it("status, list and logs find everything by labels", async () => {
     const status = ok(await cli(["status", NAME, "--json"]));
     expect(status.runs.map((r: { state: string }) => r.state)).toEqual(["succeeded"]);
