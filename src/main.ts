@@ -143,6 +143,10 @@ export async function run(argv: string[]): Promise<void> {
     if (error.code === "EPIPE") process.exit(ExitCode.ok);
     throw error;
   });
+  // `avatar … 2>&1 | head`: messages nobody reads any more are dropped; the command goes on.
+  process.stderr.on("error", (error: NodeJS.ErrnoException) => {
+    if (error.code !== "EPIPE" && error.code !== "ERR_STREAM_DESTROYED") throw error;
+  });
   const controller = new AbortController();
   const remoteNotes = new Set<string>();
   let interrupts = 0;

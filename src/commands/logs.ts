@@ -25,6 +25,7 @@ export const logsCommand = defineCommand({
         if (follow) ctx.out.line(line);
       };
       const tail = options.tail as number | undefined;
+      if (tail !== undefined && tail < 1) throw usageError(`--tail needs at least 1 line, got ${tail}.`);
       if (follow && options.serving) throw usageError("--follow works with training logs, not --serving.", `Drop --follow, or run \`avatar logs ${name} --follow\` for the training run.`);
       if (options.serving) {
         await backend.serving.logs(name, { onLine, tail });

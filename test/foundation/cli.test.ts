@@ -1,7 +1,8 @@
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { cleanEnv, repoRoot, runCli, tempDir } from "../support/cli.ts";
+import { cleanEnv, cliPath, repoRoot, runCli, tempDir } from "../support/cli.ts";
 
 const v1 = ["init", "doctor", "prepare", "train", "status", "logs", "register", "deploy", "generate", "list", "down", "serve", "demo"];
 
@@ -158,5 +159,25 @@ describe("config precedence end to end", () => {
     expect(json?.data.values.bucket).toEqual({ value: "dotenv-bucket", source: "AVATAR_BUCKET in .env" });
     expect(json?.data.values.region.value).toBe("europe-west4");
     expect(json?.data.file).toBe(join(home, "avatar.config.json"));
+  });
+});
+
+describe("streams", () => {
+  it("a reader that closes stderr early (`2>&1 | head`) does not change the outcome", async () => {
+    const home = tempDir();
+    const folder = join(home, "not-photos");
+    mkdirSync(folder);
+    for (let i = 0; i < 400; i++) writeFileSync(join(folder, `note-${i}.txt`), "not an image");
+    const env = Object.fromEntries(Object.entries(cleanEnv(home)).filter(([, v]) => v !== undefined)) as NodeJS.ProcessEnv;
+    const child = spawn(process.execPath, [cliPath, "prepare", folder], { cwd: home, env, stdio: ["ignore", "ignore", "pipe"] });
+    child.stderr.once("data", () => child.stderr.destroy()); // the reader goes away after one chunk
+    const code = await new Promise<number | null>((resolve) => child.on("exit", resolve));
+    expect(code).toBe(2); // "only 0 usable photos", as without the pipe; not a crash
+  });
+
+  it("--tail below 1 is a usage error", async () => {
+    const { code, stderr } = await runCli(["logs", "alice", "--tail", "0"], { env: cleanEnv(tempDir()) });
+    expect(code).toBe(2);
+    expect(stderr).toContain("--tail needs at least 1 line, got 0.");
   });
 });
