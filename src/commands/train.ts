@@ -1,6 +1,7 @@
 import { defineCommand } from "./spec.ts";
 import { AvatarError } from "../core/errors.ts";
 import { validateAvatarName } from "../core/names.ts";
+import { trainerOptionsProblem } from "../core/trainer-args.ts";
 
 export const trainCommand = defineCommand({
   name: "train",
@@ -34,6 +35,17 @@ export const trainCommand = defineCommand({
     const { formatPlannedRequests } = await import("../core/vertex-specs.ts"); // --dry-run output only
     if (typeof options.name !== "string") throw new AvatarError("USAGE", "Which avatar?", { hint: "Pass --name <name>." });
     const name = validateAvatarName(options.name);
+    const choices = {
+      steps: options.steps as number | undefined,
+      rank: Number(options.rank),
+      lr: Number(options.lr),
+      resolution: options.resolution as number | undefined,
+      token: String(options.token),
+      classWord: String(options.classWord),
+      checkpointEvery: options.checkpointEvery as number | undefined,
+    };
+    const problem = trainerOptionsProblem(choices);
+    if (problem) throw new AvatarError("BAD_INPUT", `${problem}.`, { hint: "`avatar train --help` lists the options." });
     const { withBackend } = await import("../workflows/session.ts");
     const { prepareDataset } = await import("../workflows/prepare.ts");
     const { ensureDataset } = await import("../workflows/upload.ts");
@@ -56,16 +68,10 @@ export const trainCommand = defineCommand({
         name,
         dataset: { sha256: dataset.sha256, images: dataset.images },
         base,
-        steps: options.steps as number | undefined,
-        rank: Number(options.rank),
-        lr: Number(options.lr),
+        ...choices,
         seed: Number(options.seed),
-        resolution: options.resolution as number | undefined,
-        token: String(options.token),
-        classWord: String(options.classWord),
         caption: options.caption as "none" | "blip",
         captionModel: options.captionModel as string | undefined,
-        checkpointEvery: options.checkpointEvery as number | undefined,
         spot: options.spot === true,
         detach: options.detach === true,
         force: options.force === true,

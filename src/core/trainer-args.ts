@@ -56,6 +56,38 @@ export function trainerArgs(input: TrainerArgsInput): string[] {
   return args;
 }
 
+export interface TrainerChoices {
+  steps?: number;
+  rank: number;
+  lr: number;
+  resolution?: number;
+  token: string;
+  classWord: string;
+  checkpointEvery?: number;
+}
+
+/**
+ * Why the trainer's own argument checks (templates/trainer cli.py) would refuse these options, or
+ * undefined. Checked before any photo work or upload: on Vertex a refusal by the trainer would
+ * only show up minutes later as a failed job.
+ */
+export function trainerOptionsProblem(o: TrainerChoices): string | undefined {
+  const whole = (flag: string, value: number | undefined) =>
+    value !== undefined && (!Number.isInteger(value) || value < 1) ? `${flag} must be a whole number of at least 1, got ${value}` : undefined;
+  const word = (flag: string, value: string) => (/^\S{1,64}$/.test(value) ? undefined : `${flag} must be one word without spaces (up to 64 characters), got "${value}"`);
+  return (
+    whole("--steps", o.steps) ??
+    whole("--rank", o.rank) ??
+    whole("--checkpoint-every", o.checkpointEvery) ??
+    (Number.isFinite(o.lr) && o.lr > 0 ? undefined : `--lr must be a positive number, got ${o.lr}`) ??
+    (o.resolution === undefined || (Number.isInteger(o.resolution) && o.resolution % 8 === 0 && o.resolution >= 64 && o.resolution <= 2048)
+      ? undefined
+      : `--resolution must be a multiple of 8 between 64 and 2048, got ${o.resolution}`) ??
+    word("--token", o.token) ??
+    word("--class-word", o.classWord)
+  );
+}
+
 export interface TrainerProgress {
   step: number;
   total: number;

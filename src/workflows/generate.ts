@@ -1,6 +1,6 @@
 // Generate: prompts → predict requests (one image each, so every response stays well under the
 // 1.5 MB limit of a shared Vertex endpoint) → image files, a contact sheet, and seeds to reproduce them.
-import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rmdir, writeFile } from "node:fs/promises";
 import { basename, join, resolve } from "node:path";
 import type { Backend } from "../backends/backend.ts";
 import type { Context } from "../context.ts";
@@ -73,21 +73,28 @@ export async function generateImages(ctx: Context, backend: Backend, input: Gene
     format: input.format,
   };
   progress.update(0);
-  for (const [p, raw] of input.prompts.entries()) {
-    const prompt = withAvatar(raw);
-    for (let i = 0; i < input.numImages; i++) {
-      if (ctx.signal.aborted) throw new AvatarError("INTERRUPTED", `Interrupted after ${images.length} of ${total} images (kept in ${dir}).`);
-      const seed = baseSeed + images.length; // every image its own seed, reproducible from the first
-      const instance = input.negativePrompt ? { prompt, negative_prompt: input.negativePrompt } : { prompt };
-      const response = await backend.serving.predict(input.name, { instances: [instance], parameters: { ...parameters, num_images: 1, seed } }, { signal: ctx.signal });
-      const prediction = response.predictions[0] as { image_b64?: string; mime_type?: string; seed?: number; width?: number; height?: number; prompt?: string } | undefined;
-      if (!prediction?.image_b64) throw new AvatarError("REMOTE_FAILED", "The endpoint answered without an image.");
-      const extension = prediction.mime_type === "image/png" ? "png" : "jpg";
-      const file = join(dir, `${String(images.length + 1).padStart(2, "0")}-${slug(raw)}-${seed}.${extension}`);
-      await writeFile(file, Buffer.from(prediction.image_b64, "base64"));
-      images.push({ file, prompt: prediction.prompt ?? prompt, seed: prediction.seed ?? seed, width: prediction.width, height: prediction.height });
-      progress.update(images.length);
+  try {
+    for (const [p, raw] of input.prompts.entries()) {
+      const prompt = withAvatar(raw);
+      for (let i = 0; i < input.numImages; i++) {
+        if (ctx.signal.aborted) throw new AvatarError("INTERRUPTED", `Interrupted after ${images.length} of ${total} images (kept in ${dir}).`);
+        const seed = baseSeed + images.length; // every image its own seed, reproducible from the first
+        const instance = input.negativePrompt ? { prompt, negative_prompt: input.negativePrompt } : { prompt };
+        const response = await backend.serving.predict(input.name, { instances: [instance], parameters: { ...parameters, num_images: 1, seed } }, { signal: ctx.signal });
+        const prediction = response.predictions[0] as { image_b64?: string; mime_type?: string; seed?: number; width?: number; height?: number; prompt?: string } | undefined;
+        if (!prediction?.image_b64) throw new AvatarError("REMOTE_FAILED", "The endpoint answered without an image.");
+        const extension = prediction.mime_type === "image/png" ? "png" : "jpg";
+        const file = join(dir, `${String(images.length + 1).padStart(2, "0")}-${slug(raw)}-${seed}.${extension}`);
+        await writeFile(file, Buffer.from(prediction.image_b64, "base64"));
+        images.push({ file, prompt: prediction.prompt ?? prompt, seed: prediction.seed ?? seed, width: prediction.width, height: prediction.height });
+        progress.update(images.length);
+      }
     }
+  } catch (error) {
+    // A request refused up front (bad parameters, no endpoint) leaves no empty folder behind;
+    // images already written stay (the error names the folder when interrupted).
+    if (images.length === 0) await rmdir(dir).catch(() => undefined);
+    throw error;
   }
   progress.done();
   const contactSheet = input.contactSheet && images.length > 1 ? await writeContactSheet(images.map((i) => i.file), join(dir, "contact-sheet.jpg")) : undefined;

@@ -151,9 +151,11 @@ describe("local backend commands", () => {
     expect(generated.json!.data.images[0]).toMatchObject({ seed: 5, prompt: "sks person smiling" });
     expect(await decodable(generated.json!.data.images[0].file)).toEqual({ width: 256, height: 256 });
 
+    const folders = readdirSync(join(home, "avatars", name)).length;
     const bad = await runCli(["generate", name, "x", "--steps", "1000", "--json"], { env, cwd: home });
     expect(bad.code).toBe(2);
     expect(bad.json!.error!.message).toMatch(/steps/);
+    expect(readdirSync(join(home, "avatars", name))).toHaveLength(folders); // no empty output folder left
 
     // --batch: prompts from a file; the results are also kept in the store under outputs/<stamp>/.
     writeFileSync(join(home, "prompts.txt"), "# a batch\n{avatar} in a suit\n\nan oil painting of {avatar}\n");
