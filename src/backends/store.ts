@@ -55,6 +55,8 @@ export interface ObjectStore {
   put(key: string, body: PutBody, options?: PutOptions): Promise<ObjectInfo>;
   /** Fails with NOT_FOUND when missing. */
   read(key: string, options?: { signal?: AbortSignal }): Promise<Readable>;
+  /** An object outside this store's root, by its full URI (gs:// on GCS; absent on the local store). */
+  readUri?(uri: string): Promise<Readable>;
   /** Objects whose key starts with prefix, sorted by key. */
   list(prefix: string): Promise<ObjectInfo[]>;
   /** Idempotent: deleting a missing object is not an error. */

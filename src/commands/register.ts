@@ -4,14 +4,19 @@ import { isRunId, validateAvatarName } from "../core/names.ts";
 
 export const registerCommand = defineCommand({
   name: "register",
-  summary: "Register a finished training run in the model registry (idempotent)",
+  summary: "Register a finished training run, or a LoRA trained elsewhere, in the model registry (idempotent)",
   description:
-    "Puts handler.py and requirements.txt beside the run's weights and registers them as a new version of the avatar's model. Registering the same run again returns the existing version.",
+    "Puts handler.py and requirements.txt beside the run's weights and registers them as a new version of the avatar's model. Registering the same run again returns the existing version. With --artifact-uri, a model folder trained elsewhere (pytorch_lora_weights.safetensors + avatar.json, as the trainer writes them; a local folder, or gs:// on vertex) is first copied into the store as run <its run_id>.",
   options: [
     { flags: "-n, --name <name>", description: "avatar name" },
     { flags: "--run <run-id>", description: "training run id (YYYYMMDD-HHMMSS); default: the newest succeeded run" },
+    { flags: "--artifact-uri <uri>", description: "a model folder trained elsewhere: a path, file:// or gs:// (vertex)" },
   ],
-  examples: ["avatar register --name alice --run 20261122-101500", "avatar register --name alice --json"],
+  examples: [
+    "avatar register --name alice --run 20261122-101500",
+    "avatar register --name alice --json",
+    "avatar register --name alice --artifact-uri ./my-gpu-run/model --backend vertex",
+  ],
   async run(ctx, { options }) {
     const { formatPlannedRequests } = await import("../core/vertex-specs.ts"); // --dry-run output only
     if (typeof options.name !== "string") throw new AvatarError("USAGE", "Which avatar?", { hint: "Pass --name <name>." });
@@ -19,21 +24,32 @@ export const registerCommand = defineCommand({
     if (options.run !== undefined && !isRunId(String(options.run))) {
       throw new AvatarError("BAD_INPUT", `"${String(options.run)}" is not a run id.`, { hint: "Run ids look like 20261122-101500; `avatar status <name>` lists them." });
     }
+    const artifactUri = options.artifactUri as string | undefined;
+    if (artifactUri !== undefined && options.run !== undefined) {
+      throw new AvatarError("USAGE", "--run and --artifact-uri name two different models.", { hint: "Pass one of them." });
+    }
     const { withBackend } = await import("../workflows/session.ts");
     const { registerRun } = await import("../workflows/register.ts");
     return withBackend(ctx, async (backend) => {
       let runId = options.run as string | undefined;
-      if (!runId) {
+      let imported: { from: string; runId: string; copied: boolean } | undefined;
+      let result;
+      if (artifactUri !== undefined) {
+        const { importArtifact } = await import("../workflows/import-artifact.ts");
+        result = await importArtifact(ctx, backend, { name, uri: artifactUri });
+        ({ imported } = result);
+        runId = imported.runId;
+      } else if (!runId) {
         const done = (await backend.training.list({ name })).filter((j) => j.state === "succeeded");
         runId = done.at(-1)?.runId;
         if (!runId) throw new AvatarError("NOT_FOUND", `${name} has no finished training run.`, { hint: `Train one with \`avatar train ./selfies --name ${name}\`.` });
       }
-      const result = await registerRun(ctx, backend, { name, runId });
+      result ??= await registerRun(ctx, backend, { name, runId: runId! });
       const human = result.dryRun
         ? [`Would register ${result.artifactUri} (${result.manifest.pipeline}, base ${result.manifest.base_model}) as a new version of ${name}.`, ...formatPlannedRequests(result.requests)]
         : [
             `${result.created ? "Registered" : "Already registered:"} ${name} version ${result.version!.versionId} (run ${runId})`,
-            `artifacts  ${result.artifactUri}`,
+            `artifacts  ${result.artifactUri}${imported ? ` (${imported.copied ? "copied" : "already copied"} from ${imported.from})` : ""}`,
             `trigger    ${result.manifest.token} ${result.manifest.class_word}`,
           ];
       return { data: result, human, next: result.dryRun ? undefined : `avatar deploy ${name}` };

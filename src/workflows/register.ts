@@ -11,6 +11,8 @@ import { handlersDir } from "../paths.ts";
 export interface RegisterInput {
   name: string;
   runId: string;
+  /** Already read and checked by the caller (an imported artifact); skips reading it from the store. */
+  manifest?: AvatarManifest;
 }
 
 export interface RegisterResult {
@@ -41,14 +43,14 @@ async function readManifest(backend: Backend, key: string): Promise<AvatarManife
 export async function registerRun(ctx: Context, backend: Backend, input: RegisterInput): Promise<RegisterResult> {
   const modelKey = runModelKey(input.name, input.runId);
   const artifactUri = backend.store.uri(modelKey);
-  for (const file of [MODEL_FILES.weights, MODEL_FILES.manifest]) {
+  for (const file of input.manifest ? [] : [MODEL_FILES.weights, MODEL_FILES.manifest]) {
     if (!(await backend.store.exists(`${modelKey}/${file}`))) {
       throw new AvatarError("NOT_FOUND", `${artifactUri}/${file} does not exist: run ${input.runId} of ${input.name} has no finished model.`, {
         hint: `\`avatar status ${input.name}\` lists the runs and their states.`,
       });
     }
   }
-  const manifest = await readManifest(backend, `${modelKey}/${MODEL_FILES.manifest}`);
+  const manifest = input.manifest ?? (await readManifest(backend, `${modelKey}/${MODEL_FILES.manifest}`));
   if (manifest.name !== input.name) {
     throw new AvatarError("BAD_INPUT", `${artifactUri} belongs to avatar "${manifest.name}", not "${input.name}".`);
   }

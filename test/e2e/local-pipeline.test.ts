@@ -1,7 +1,7 @@
 // The local backend end to end, through the built CLI: demo, interrupt + resume, every command's
 // --json shape, and `avatar serve --check`. Real Python trainer and handler on the tiny model.
 import { spawn } from "node:child_process";
-import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
@@ -242,6 +242,41 @@ describe("local backend commands", () => {
     expect(run.progress.loss).toEqual(expect.any(Number));
     const waited = await runCli(["status", name, "--wait", "--json"], { env, cwd: home, timeoutMs: LONG });
     expect(waited.json!.data.runs.at(-1)).toMatchObject({ runId: launched.json!.data.job.runId, state: "succeeded" });
+  }, LONG);
+
+  it("register --artifact-uri copies a model folder trained elsewhere into the store and registers it, once", async () => {
+    const status = await runCli(["status", name, "--json"], { env, cwd: home });
+    const run = status.json!.data.runs.filter((r: { state: string }) => r.state === "succeeded").at(-1).runId;
+    const trained = join(home, ".avatar", "store", "avatar", name, "runs", run, "model");
+    const elsewhere = join(home, "elsewhere", "model");
+    mkdirSync(elsewhere, { recursive: true });
+    copyFileSync(join(trained, "pytorch_lora_weights.safetensors"), join(elsewhere, "pytorch_lora_weights.safetensors"));
+    const manifest = JSON.parse(readFileSync(join(trained, "avatar.json"), "utf8"));
+    writeFileSync(join(elsewhere, "avatar.json"), JSON.stringify({ ...manifest, run_id: "20250102-030405" }));
+
+    const first = await runCli(["register", "--name", name, "--artifact-uri", "elsewhere/model", "--json"], { env, cwd: home });
+    expect(first.code, first.stderr).toBe(0);
+    expect(first.json!.data).toMatchObject({ created: true, imported: { runId: "20250102-030405", copied: true, from: elsewhere }, version: { runId: "20250102-030405" } });
+    const kept = join(home, ".avatar", "store", "avatar", name, "runs", "20250102-030405", "model");
+    expect(readdirSync(kept).sort()).toEqual(["avatar.json", "handler.py", "pytorch_lora_weights.safetensors", "requirements.txt"]);
+    expect(readFileSync(join(kept, "pytorch_lora_weights.safetensors"))).toEqual(readFileSync(join(trained, "pytorch_lora_weights.safetensors")));
+    const again = await runCli(["register", "--name", name, "--artifact-uri", pathToFileURL(elsewhere).href, "--json"], { env, cwd: home });
+    expect(again.json!.data).toMatchObject({ created: false, imported: { copied: false }, version: { versionId: first.json!.data.version.versionId } });
+
+    const refused = async (args: string[]) => {
+      const result = await runCli(["register", "--name", name, ...args, "--json"], { env, cwd: home });
+      expect(result.code, result.stdout).toBe(2);
+      return result.json!.error!.message;
+    };
+    writeFileSync(join(elsewhere, "avatar.json"), JSON.stringify({ ...manifest, run_id: "20250102-030405", steps: 999 }));
+    expect(await refused(["--artifact-uri", elsewhere])).toBe(`Run 20250102-030405 of ${name} already holds a different model (${pathToFileURL(kept).href}).`);
+    writeFileSync(join(elsewhere, "avatar.json"), JSON.stringify({ ...manifest, name: "someone-else" }));
+    expect(await refused(["--artifact-uri", elsewhere])).toBe(`${elsewhere} holds avatar "someone-else", not "${name}".`);
+    expect(await refused(["--artifact-uri", join(home, "photos-or-whatever")])).toMatch(/is not a folder\.$/);
+    expect(await refused(["--artifact-uri", join(home, "elsewhere")])).toBe(`${join(home, "elsewhere")} has no avatar.json.`);
+    expect(await refused(["--artifact-uri", "https://example.com/model"])).toMatch(/only gs:\/\/ URIs, file:\/\/ URIs and folder paths/);
+    expect(await refused(["--artifact-uri", "gs://bucket/model"])).toMatch(/the local backend reads local folders/);
+    expect(await refused(["--artifact-uri", elsewhere, "--run", run])).toBe("--run and --artifact-uri name two different models.");
   }, LONG);
 
   it("avatar serve --check runs one prediction through the container stand-in", async () => {

@@ -2,7 +2,7 @@
 // deploy → generate → status/list/logs → down, against fake-gcs-server and the Vertex fake (which
 // runs the real trainer and serving stand-in). --dry-run must print the exact requests and send none.
 import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import sharp from "sharp";
@@ -172,6 +172,49 @@ describe("vertex backend through the CLI", () => {
     expect(ok(await cli(["down", NAME, "--json"]))).toEqual({ name: NAME, stopped: false });
     const gone = await cli(["generate", NAME, "x", "--json"]);
     expect(gone.code).toBe(6);
+  }, LONG);
+
+  it("register --artifact-uri imports a LoRA from another bucket prefix or from this machine as new versions, once each", async () => {
+    const objects = await world.gcs.objects(BUCKET);
+    const modelKey = [...objects.keys()].find((k) => k.startsWith(`avatar/${NAME}/runs/`) && k.endsWith("/model/avatar.json"))!;
+    const manifest = JSON.parse(objects.get(modelKey)!.toString());
+    const weights = objects.get(modelKey.replace("avatar.json", "pytorch_lora_weights.safetensors"))!;
+
+    // The run's own folder: the same run id, nothing copied, the existing version.
+    const same = ok(await cli(["register", "--name", NAME, "--artifact-uri", `gs://${BUCKET}/${modelKey.replace("/avatar.json", "")}/`, "--json"]));
+    expect(same).toMatchObject({ created: false, imported: { copied: false, runId: manifest.run_id }, version: { versionId: "1" } });
+
+    // Another prefix in Cloud Storage, as a trainer elsewhere left it.
+    const bucket = world.gcs.storage().bucket(BUCKET);
+    await bucket.file("exports/gpu-box/pytorch_lora_weights.safetensors").save(weights);
+    await bucket.file("exports/gpu-box/avatar.json").save(JSON.stringify({ ...manifest, run_id: "20250303-030303" }));
+    const before = world.fake.requests("UploadModel").length;
+    const fromGcs = ok(await cli(["register", "--name", NAME, "--artifact-uri", `gs://${BUCKET}/exports/gpu-box`, "--json"]));
+    expect(fromGcs).toMatchObject({ created: true, imported: { copied: true, runId: "20250303-030303", from: `gs://${BUCKET}/exports/gpu-box` }, version: { versionId: "2" } });
+    const upload = world.fake.requests("UploadModel").at(-1);
+    expect(upload.model.artifactUri).toBe(`gs://${BUCKET}/avatar/${NAME}/runs/20250303-030303/model`);
+    const after = await world.gcs.objects(BUCKET);
+    expect(after.get(`avatar/${NAME}/runs/20250303-030303/model/pytorch_lora_weights.safetensors`)).toEqual(weights);
+    expect(after.has(`avatar/${NAME}/runs/20250303-030303/model/handler.py`)).toBe(true);
+
+    // A folder on this machine (trained on a local GPU), uploaded into the bucket.
+    const local = join(home, "trained-here");
+    mkdirSync(local);
+    writeFileSync(join(local, "pytorch_lora_weights.safetensors"), weights);
+    writeFileSync(join(local, "avatar.json"), JSON.stringify({ ...manifest, run_id: "20250404-040404" }));
+    const dry = ok(await cli(["register", "--name", NAME, "--artifact-uri", local, "--dry-run", "--json"]));
+    expect(dry.requests.map((r: { method: string }) => r.method)).toEqual(["copy", "put", "UploadModel"]);
+    expect(dry.requests[0].request).toMatchObject({ from: local, to: `gs://${BUCKET}/avatar/${NAME}/runs/20250404-040404/model` });
+    expect(world.fake.requests("UploadModel")).toHaveLength(before + 1);
+    expect((await world.gcs.objects(BUCKET)).has(`avatar/${NAME}/runs/20250404-040404/model/avatar.json`)).toBe(false);
+    const fromDisk = ok(await cli(["register", "--name", NAME, "--artifact-uri", local, "--json"]));
+    expect(fromDisk).toMatchObject({ created: true, imported: { copied: true, runId: "20250404-040404" }, version: { versionId: "3" } });
+    expect(ok(await cli(["register", "--name", NAME, "--artifact-uri", local, "--json"]))).toMatchObject({ created: false, version: { versionId: "3" } });
+    expect(world.fake.requests("UploadModel")).toHaveLength(before + 2);
+
+    const missing = await cli(["register", "--name", NAME, "--artifact-uri", `gs://${BUCKET}/exports/nothing-here`, "--json"]);
+    expect(missing.code).toBe(2);
+    expect(missing.json!.error!.message).toBe(`gs://${BUCKET}/exports/nothing-here has no avatar.json.`);
   }, LONG);
 });
 

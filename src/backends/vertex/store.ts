@@ -209,6 +209,21 @@ export class GcsStore implements ObjectStore {
     return this.#info(key, file.metadata as Record<string, unknown>);
   }
 
+  /** Any object this client can read, named by its gs:// URI (`register --artifact-uri`). */
+  async readUri(uri: string): Promise<Readable> {
+    const parsed = /^gs:\/\/([^/]+)\/(.+)$/.exec(uri);
+    if (!parsed) throw new AvatarError("BAD_INPUT", `${uri} is not a gs://bucket/object URI.`);
+    const file = this.#storage.bucket(parsed[1]!).file(parsed[2]!);
+    let exists: boolean;
+    try {
+      [exists] = await file.exists();
+    } catch (error) {
+      throw mapGoogleError(error, `reading ${uri}`);
+    }
+    if (!exists) throw new AvatarError("NOT_FOUND", `${uri} does not exist.`, { hint: "Check the URI: the folder must hold pytorch_lora_weights.safetensors and avatar.json." });
+    return file.createReadStream({ validation: "crc32c" });
+  }
+
   async read(key: string, options: { signal?: AbortSignal } = {}): Promise<Readable> {
     if (!(await this.exists(key))) {
       throw new AvatarError("NOT_FOUND", `${this.uri(key)} does not exist.`, { hint: "Check the name; `avatar list` shows what exists." });
