@@ -8,7 +8,7 @@ import { basename, join } from "node:path";
 import { pathToFileURL } from "node:url";
 import sharp from "sharp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { cleanEnv, cliPath, runCli } from "../support/cli.ts";
+import { cleanEnv, cliPath, runCli, spawnEnv } from "../support/cli.ts";
 
 const LONG = 15 * 60_000;
 
@@ -100,8 +100,7 @@ describe("local backend commands", () => {
   const trainArgs = () => ["train", photos, "--name", name, "--base", tiny, "--steps", "30", "--resolution", "64", "--rank", "4", "--checkpoint-every", "2", "--no-register", "-v"];
 
   it("Ctrl-C during training stops the trainer; the same command resumes from its checkpoint", async () => {
-    const definedEnv = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined)) as NodeJS.ProcessEnv;
-    const child = spawn(process.execPath, [cliPath, ...trainArgs()], { cwd: home, env: definedEnv, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(process.execPath, [cliPath, ...trainArgs()], { cwd: home, env: spawnEnv(env), stdio: ["ignore", "pipe", "pipe"] });
     let stderr = "";
     const interrupted = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
     await new Promise<void>((resolve, reject) => {
@@ -189,8 +188,7 @@ describe("local backend commands", () => {
     expect(launched.code, launched.stderr).toBe(0);
     expect(launched.json!.data.job.state).toBe("running");
 
-    const definedEnv = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined)) as NodeJS.ProcessEnv;
-    const child = spawn(process.execPath, [cliPath, "logs", name, "--follow"], { cwd: home, env: definedEnv, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(process.execPath, [cliPath, "logs", name, "--follow"], { cwd: home, env: spawnEnv(env), stdio: ["ignore", "pipe", "pipe"] });
     const arrivals: number[] = [];
     let stdout = "";
     let stderr = "";
@@ -219,8 +217,7 @@ describe("local backend commands", () => {
   it("Ctrl-C stops following the log, not the run: exit 130 and it says the run goes on", async () => {
     const launched = await runCli([...trainArgs(), "--steps", "300", "--seed", "8", "--detach", "--json"], { env, cwd: home, timeoutMs: LONG });
     expect(launched.code, launched.stderr).toBe(0);
-    const definedEnv = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined)) as NodeJS.ProcessEnv;
-    const child = spawn(process.execPath, [cliPath, "logs", name, "-f"], { cwd: home, env: definedEnv, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(process.execPath, [cliPath, "logs", name, "-f"], { cwd: home, env: spawnEnv(env), stdio: ["ignore", "pipe", "pipe"] });
     let stdout = "";
     let stderr = "";
     child.stderr.on("data", (d) => (stderr += d));

@@ -2,7 +2,7 @@ import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { cleanEnv, cliPath, repoRoot, runCli, tempDir } from "../support/cli.ts";
+import { cleanEnv, cliPath, repoRoot, runCli, tempDir, spawnEnv } from "../support/cli.ts";
 
 const v1 = ["init", "doctor", "prepare", "train", "status", "logs", "register", "deploy", "generate", "list", "down", "serve", "demo"];
 
@@ -168,7 +168,7 @@ describe("streams", () => {
     const folder = join(home, "not-photos");
     mkdirSync(folder);
     for (let i = 0; i < 400; i++) writeFileSync(join(folder, `note-${i}.txt`), "not an image");
-    const env = Object.fromEntries(Object.entries(cleanEnv(home)).filter(([, v]) => v !== undefined)) as NodeJS.ProcessEnv;
+    const env = spawnEnv(cleanEnv(home));
     const child = spawn(process.execPath, [cliPath, "prepare", folder], { cwd: home, env, stdio: ["ignore", "ignore", "pipe"] });
     child.stderr.once("data", () => child.stderr.destroy()); // the reader goes away after one chunk
     const code = await new Promise<number | null>((resolve) => child.on("exit", resolve));

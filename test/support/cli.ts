@@ -43,11 +43,16 @@ export function cleanEnv(home: string, extra: Record<string, string | undefined>
   return env;
 }
 
+/** An environment for spawn: the variables set to undefined left out. */
+export function spawnEnv(env: Record<string, string | undefined>): NodeJS.ProcessEnv {
+  return Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined)) as NodeJS.ProcessEnv;
+}
+
 export function runCli(args: string[], options: CliOptions = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [cliPath, ...args], {
       cwd: options.cwd ?? repoRoot,
-      env: Object.fromEntries(Object.entries(options.env ?? process.env).filter(([, v]) => v !== undefined)) as NodeJS.ProcessEnv,
+      env: spawnEnv(options.env ?? process.env),
       stdio: ["ignore", "pipe", "pipe"],
       timeout: options.timeoutMs ?? 60_000,
     });

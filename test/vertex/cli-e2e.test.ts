@@ -8,7 +8,7 @@ import { join } from "node:path";
 import sharp from "sharp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { writeSyntheticSelfies } from "../../src/workflows/synthetic-selfies.ts";
-import { cleanEnv, cliPath, runCli, type CliResult } from "../support/cli.ts";
+import { cleanEnv, cliPath, runCli, type CliResult, spawnEnv } from "../support/cli.ts";
 import { PROJECT, REGION, startVertexWorld, tinyBase, type VertexWorld } from "./helpers.ts";
 
 const LONG = 10 * 60_000;
@@ -124,8 +124,7 @@ describe("vertex backend through the CLI", () => {
 
   it("generate --batch - reads prompts from stdin and keeps the results in the bucket under outputs/<stamp>/", async () => {
     const args = ["generate", NAME, "--batch", "-", "--steps", "1", "--width", "256", "--height", "256", "--json", ...vertex];
-    const definedEnv = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined)) as NodeJS.ProcessEnv;
-    const child = spawn(process.execPath, [cliPath, ...args], { cwd: home, env: definedEnv, stdio: ["pipe", "pipe", "pipe"] });
+    const child = spawn(process.execPath, [cliPath, ...args], { cwd: home, env: spawnEnv(env), stdio: ["pipe", "pipe", "pipe"] });
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (d) => (stdout += d));
