@@ -5,6 +5,7 @@ import { constants } from "node:fs";
 import { promisify } from "node:util";
 import type { Context } from "../context.ts";
 import { configKeys, explainSource } from "../core/config.ts";
+import { avatarFilter, gpuQuotaName, L4_REGIONS, locationName } from "../core/vertex-names.ts";
 import { findAdc } from "../backends/vertex/credentials.ts";
 import { findPython, venvStatus } from "../backends/local/python-env.ts";
 
@@ -73,6 +74,38 @@ async function checkBucket(ctx: Context): Promise<Check> {
   }
 }
 
+/** One cheap read (a list of at most one job): the API is enabled, the region exists, we may read. */
+async function checkVertexApi(ctx: Context, credentials: Check): Promise<Check | undefined> {
+  const { backend, project, region } = ctx.config.values;
+  if (backend !== "vertex" || !project) return undefined;
+  // Without credentials the client would only fail the same way, after probing for them.
+  if (credentials.status === "fail" && !ctx.env.AVATAR_VERTEX_ENDPOINT) return undefined;
+  const { VertexClients } = await import("../backends/vertex/clients.ts");
+  const clients = new VertexClients({ region, env: ctx.env });
+  try {
+    const jobs = await clients.jobs();
+    await jobs.listCustomJobs({ parent: locationName({ project, region }), pageSize: 1, filter: avatarFilter() }, { autoPaginate: false, timeout: 20_000, maxRetries: 0 });
+    return ok("vertex-ai", `Vertex AI answers for ${project} in ${region}`);
+  } catch (error) {
+    const { mapVertexError } = await import("../backends/vertex/errors.ts");
+    const mapped = mapVertexError(error, { doing: `listing training jobs in ${region}`, project, region });
+    return fail("vertex-ai", mapped.message, mapped.hint);
+  } finally {
+    await clients.close();
+  }
+}
+
+/** Whether the GPU preset is offered where training runs, and which quota it draws on. */
+function checkGpuRegion(ctx: Context): Check | undefined {
+  const { backend, gpu, region } = ctx.config.values;
+  if (backend !== "vertex") return undefined;
+  const quota = `${gpuQuotaName("training", gpu)} / ${gpuQuotaName("serving", gpu)}`;
+  if (gpu === "l4" && !(L4_REGIONS as readonly string[]).includes(region)) {
+    return warn("gpu-region", `L4 GPUs are not known to be offered for Vertex AI in ${region}`, `Use --region ${L4_REGIONS.slice(0, 3).join(", ")} … or --gpu t4.`);
+  }
+  return ok("gpu-region", `${gpu.toUpperCase()} in ${region}: needs quota ${quota} >= 1 there (IAM & Admin > Quotas)`);
+}
+
 async function checkPython(ctx: Context): Promise<Check[]> {
   const local = ctx.config.values.backend === "local";
   const python = await findPython(ctx.env);
@@ -103,12 +136,15 @@ export interface DoctorReport {
 }
 
 export async function runDoctor(ctx: Context): Promise<DoctorReport> {
+  const credentials = checkCredentials(ctx);
   const checks = [
     checkNode(),
     checkConfig(ctx),
-    checkCredentials(ctx),
+    credentials,
     checkProject(ctx),
     await checkBucket(ctx),
+    await checkVertexApi(ctx, credentials),
+    checkGpuRegion(ctx),
     ...(await checkPython(ctx)),
     await checkGpu(),
   ].filter((c): c is Check => c !== undefined);

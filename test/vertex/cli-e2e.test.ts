@@ -273,6 +273,25 @@ describe("vertex errors through the CLI", () => {
     expect(r.json!.error!.hint).toContain("--project");
   });
 
+  it("doctor asks Vertex AI itself and names the GPU quota; a denied API is a failed check with a hint", async () => {
+    const report = await cli(["doctor", "--json"]);
+    expect(report.code, report.stderr).toBe(0);
+    const check = (name: string) => report.json!.data.checks.find((c: { name: string }) => c.name === name);
+    expect(check("vertex-ai")).toMatchObject({ status: "ok", message: `Vertex AI answers for ${PROJECT} in ${REGION}` });
+    expect(check("gpu-region")).toMatchObject({ status: "ok" });
+    expect(check("gpu-region").message).toContain("custom_model_training_nvidia_l4_gpus");
+    expect(world.fake.requests("ListCustomJobs").at(-1)).toMatchObject({ parent, pageSize: 1 });
+
+    world.fake.failNext("ListCustomJobs", { code: 7, message: "Vertex AI API has not been used in project avatar-test before or it is disabled", reason: "SERVICE_DISABLED" });
+    const elsewhere = vertex.map((v) => (v === REGION ? "southamerica-east1" : v));
+    const denied = await runCli(["doctor", "--json", ...elsewhere], { env, cwd: home });
+    const vertexAi = denied.json!.data.checks.find((c: { name: string }) => c.name === "vertex-ai");
+    expect(vertexAi.status).toBe("fail");
+    expect(vertexAi.hint).toBe(`Enable the API: gcloud services enable aiplatform.googleapis.com --project ${PROJECT}`);
+    expect(denied.json!.data.healthy).toBe(false);
+    expect(denied.json!.data.checks.find((c: { name: string }) => c.name === "gpu-region")).toMatchObject({ status: "warn" });
+  }, LONG);
+
   it("PERMISSION_DENIED exits 4 and NOT_FOUND exits 6, with hints and no stack trace", async () => {
     world.fake.failNext("ListCustomJobs", { code: 7, message: "Permission 'aiplatform.customJobs.list' denied on resource", reason: "IAM_PERMISSION_DENIED" });
     const denied = await cli(["list", "--json"]);
