@@ -10,9 +10,14 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 _mirror = None  # the --log-file, open for appending
+_synced_at = 0.0
+# Cloud Storage FUSE uploads the whole object on every fsync: step lines are synced at most this
+# often (the CLI polls every 15 s); phase, checkpoint, done and error lines at once.
+SYNC_EVERY_S = 5.0
 
 
 def mirror_to(path: Path) -> None:
@@ -25,20 +30,27 @@ def mirror_to(path: Path) -> None:
 def close_mirror() -> None:
     global _mirror
     if _mirror is not None:
-        _mirror.close()
+        try:
+            _mirror.close()  # on FUSE, closing uploads what is still unsynced
+        except OSError:
+            pass
         _mirror = None
 
 
 def mirror_line(text: str) -> None:
-    """Append one line to the mirror, synced so it reaches the bucket now (FUSE uploads on fsync).
-    A mirror that stops working is dropped with one warning: it must never stop the training."""
-    global _mirror
+    """Append one line to the mirror; written at once, synced (uploaded, on FUSE) at once unless it
+    is a step line and the last sync was under SYNC_EVERY_S ago. A mirror that stops working is
+    dropped with one warning: it must never stop the training."""
+    global _mirror, _synced_at
     if _mirror is None:
         return
     try:
         _mirror.write(text + "\n")
         _mirror.flush()
-        os.fsync(_mirror.fileno())
+        now = time.monotonic()
+        if not text.startswith("step=") or now - _synced_at >= SYNC_EVERY_S:
+            os.fsync(_mirror.fileno())
+            _synced_at = now
     except OSError as e:
         _mirror = None
         sys.stderr.write(f"warning: --log-file stopped working ({e}); logging to stdout only\n")

@@ -59,3 +59,30 @@ def test_an_unwritable_log_file_is_a_clear_error(tmp_path):
     assert run.code == 1
     assert run.stderr.startswith("error: --log-file ")
     assert "Traceback" not in run.stderr
+
+
+def test_step_lines_are_synced_at_most_every_few_seconds_and_other_lines_at_once(tmp_path, monkeypatch):
+    """On Cloud Storage FUSE every fsync uploads the whole object: a step line each second must not."""
+    from avatar_trainer import log
+
+    syncs = []
+    clock = [1000.0]
+    monkeypatch.setattr(log.os, "fsync", lambda fd: syncs.append(fd))
+    monkeypatch.setattr(log.time, "monotonic", lambda: clock[0])
+    log.mirror_to(tmp_path / "trainer.log")
+    try:
+        log.emit(phase="train", steps=100)
+        assert len(syncs) == 1
+        for step in range(1, 11):
+            clock[0] += 0.3
+            log.emit(f"step={step}/100", loss=0.1)
+        assert len(syncs) == 1  # 3 s of step lines: written, not uploaded yet
+        clock[0] += log.SYNC_EVERY_S
+        log.emit("step=11/100", loss=0.1)
+        assert len(syncs) == 2
+        log.emit("checkpoint", step=11)
+        assert len(syncs) == 3
+    finally:
+        log.close_mirror()
+    lines = (tmp_path / "trainer.log").read_text().splitlines()
+    assert len(lines) == 13 and lines[0].startswith("phase=train") and lines[-1] == "checkpoint step=11"
