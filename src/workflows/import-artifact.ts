@@ -100,8 +100,14 @@ export async function importArtifact(ctx: Context, backend: Backend, input: { na
 
   let copied = false;
   if (await backend.store.exists(`${modelKey}/${MODEL_FILES.manifest}`)) {
-    const existing = JSON.parse(await text(await backend.store.read(`${modelKey}/${MODEL_FILES.manifest}`))) as AvatarManifest;
-    if (JSON.stringify(existing) !== JSON.stringify(manifest)) {
+    const existing = await text(await backend.store.read(`${modelKey}/${MODEL_FILES.manifest}`));
+    let same = false;
+    try {
+      same = JSON.stringify(JSON.parse(existing)) === JSON.stringify(manifest);
+    } catch {
+      // an unreadable avatar.json there is not this model either
+    }
+    if (!same) {
       throw new AvatarError("BAD_INPUT", `Run ${runId} of ${input.name} already holds a different model (${here}).`, {
         hint: `Its avatar.json differs from ${source.label}'s; register that run with --run ${runId}, or give the artifact its own run_id.`,
       });
