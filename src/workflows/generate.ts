@@ -47,19 +47,35 @@ export interface GenerateResult {
 
 const slug = (text: string) => text.toLowerCase().replace(/\{avatar\}/g, "").replace(/[^a-z0-9]+/g, "-").replace(/^-|-$/g, "").slice(0, 40) || "image";
 
+/**
+ * <parent>/<stamp>, or <stamp>-2, -3 … when a run in the same second has it: a folder of its own
+ * for every run (created exclusively), so no run's images or images.json land in another's.
+ */
+async function newOutputFolder(parent: string, stamp: string): Promise<string> {
+  try {
+    await mkdir(parent, { recursive: true });
+    for (let n = 1; ; n++) {
+      const dir = join(parent, n === 1 ? stamp : `${stamp}-${n}`);
+      try {
+        await mkdir(dir);
+        return dir;
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== "EEXIST" || n >= 100) throw error;
+      }
+    }
+  } catch (error) {
+    throw new AvatarError("BAD_INPUT", `Cannot create an output folder in ${parent}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}.`, {
+      hint: "Pass a writable folder with --out.",
+    });
+  }
+}
+
 export async function generateImages(ctx: Context, backend: Backend, input: GenerateInput): Promise<GenerateResult> {
   const endpoint = await backend.serving.get(input.name);
   if (!endpoint || endpoint.state !== "ready") {
     throw new AvatarError("NOT_FOUND", `${input.name} is not deployed.`, { hint: `Run \`avatar deploy ${input.name}\` first.` });
   }
-  const dir = resolve(ctx.cwd, input.outDir, input.name, newRunId());
-  try {
-    await mkdir(dir, { recursive: true });
-  } catch (error) {
-    throw new AvatarError("BAD_INPUT", `Cannot create the output folder ${dir}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}.`, {
-      hint: "Pass a writable folder with --out.",
-    });
-  }
+  const dir = await newOutputFolder(resolve(ctx.cwd, input.outDir, input.name), newRunId());
   const baseSeed = input.seed ?? Math.floor(Math.random() * 2 ** 31);
   const total = input.prompts.length * input.numImages;
   const progress = ctx.out.progress(`Generating ${total} image${total === 1 ? "" : "s"}`, total, "steps");

@@ -166,6 +166,12 @@ describe("local backend commands", () => {
     expect(batch.json!.data.stored).toEqual({ uri: `${pathToFileURL(kept).href}/`, objects: 4 });
     expect(readdirSync(kept).sort()).toEqual([...readdirSync(batch.json!.data.dir)].sort());
     expect(readdirSync(kept)).toEqual(expect.arrayContaining(["contact-sheet.jpg", "images.json"]));
+    // Two runs in the same second each get a folder of their own: neither's images.json is lost.
+    const twice = await Promise.all([1, 2].map((seed) => runCli(["generate", name, "{avatar}", "--steps", "1", "--width", "256", "--height", "256", "--seed", String(seed), "--json"], { env, cwd: home, timeoutMs: LONG })));
+    const [one, two] = twice.map((r) => r.json!.data);
+    expect(one.dir).not.toBe(two.dir);
+    for (const run of [one, two]) expect(JSON.parse(readFileSync(join(run.dir, "images.json"), "utf8")).images).toHaveLength(1);
+
     const missing = await runCli(["generate", name, "--batch", "nope.txt", "--json"], { env, cwd: home });
     expect(missing.code).toBe(2);
     expect(missing.json!.error).toMatchObject({ code: "BAD_INPUT", message: "Cannot read the --batch file nope.txt (ENOENT)." });
