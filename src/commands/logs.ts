@@ -15,18 +15,19 @@ export const logsCommand = defineCommand({
   examples: ["avatar logs alice", "avatar logs alice --follow --tail 20", "avatar logs alice --serving --tail 50"],
   async run(ctx, { args, options }) {
     const name = validateAvatarName(args[0]!);
+    const follow = options.follow === true;
+    const tail = options.tail as number | undefined;
+    // Bad flags are refused before any backend is opened.
+    if (tail !== undefined && tail < 1) throw usageError(`--tail needs at least 1 line, got ${tail}.`);
+    if (follow && options.serving) throw usageError("--follow works with training logs, not --serving.", `Drop --follow, or run \`avatar logs ${name} --follow\` for the training run.`);
     const { withBackend } = await import("../workflows/session.ts");
     return withBackend(ctx, async (backend) => {
       const lines: string[] = [];
-      const follow = options.follow === true;
       // Followed lines are printed as they come; --json gets them all in its envelope at the end.
       const onLine = (line: string) => {
         lines.push(line);
         if (follow) ctx.out.line(line);
       };
-      const tail = options.tail as number | undefined;
-      if (tail !== undefined && tail < 1) throw usageError(`--tail needs at least 1 line, got ${tail}.`);
-      if (follow && options.serving) throw usageError("--follow works with training logs, not --serving.", `Drop --follow, or run \`avatar logs ${name} --follow\` for the training run.`);
       if (options.serving) {
         await backend.serving.logs(name, { onLine, tail });
         return { data: { name, source: "serving", lines }, human: lines };

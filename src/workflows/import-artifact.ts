@@ -5,6 +5,7 @@ import { createReadStream } from "node:fs";
 import { readFile, stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { PassThrough, type Readable } from "node:stream";
+import { text } from "node:stream/consumers";
 import { pipeline } from "node:stream/promises";
 import { fileURLToPath } from "node:url";
 import type { Backend, PlannedRequest } from "../backends/backend.ts";
@@ -69,12 +70,6 @@ function replayable(open: () => Promise<Readable>): () => Readable {
     );
     return out;
   };
-}
-
-async function text(stream: Readable): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(Buffer.from(chunk));
-  return Buffer.concat(chunks).toString("utf8");
 }
 
 export async function importArtifact(ctx: Context, backend: Backend, input: { name: string; uri: string }): Promise<ImportResult> {

@@ -2,6 +2,7 @@
 import { readdir, readFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import type { Readable } from "node:stream";
+import { text as readText } from "node:stream/consumers";
 import { AvatarError } from "../core/errors.ts";
 import { parsePack, parsePromptFile, type Pack } from "../core/packs.ts";
 import { packageRoot } from "../paths.ts";
@@ -23,9 +24,7 @@ export async function loadPack(name: string): Promise<Pack> {
 /** The prompts of a --batch file (relative to `cwd`), or of `stdin` for "-". */
 export async function loadPromptFile(file: string, cwd: string, stdin: Readable): Promise<string[]> {
   if (file === "-") {
-    let text = "";
-    for await (const chunk of stdin) text += String(chunk);
-    return parsePromptFile("stdin", text);
+    return parsePromptFile("stdin", await readText(stdin));
   }
   let text: string;
   try {

@@ -1,5 +1,6 @@
 // Register: handler.py + requirements.txt beside the weights, then a registry version (idempotent).
 import { readFile } from "node:fs/promises";
+import { text } from "node:stream/consumers";
 import { join } from "node:path";
 import type { Backend, ModelVersion, PlannedRequest, RegisterSpec } from "../backends/backend.ts";
 import type { Context } from "../context.ts";
@@ -26,12 +27,10 @@ export interface RegisterResult {
 }
 
 async function readManifest(backend: Backend, key: string): Promise<AvatarManifest> {
-  const stream = await backend.store.read(key);
-  const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(Buffer.from(chunk));
+  const body = await text(await backend.store.read(key));
   let parsed: unknown;
   try {
-    parsed = JSON.parse(Buffer.concat(chunks).toString("utf8"));
+    parsed = JSON.parse(body);
   } catch {
     throw new AvatarError("BAD_INPUT", `${backend.store.uri(key)} is not valid JSON.`, { hint: "Re-run the training; the trainer writes it." });
   }

@@ -21,6 +21,8 @@ export interface CliOptions {
   cwd?: string;
   env?: Record<string, string | undefined>;
   timeoutMs?: number;
+  /** Written to the CLI's stdin, then closed (default: no stdin). */
+  stdin?: string;
 }
 
 /** A scratch directory removed when the test ends. */
@@ -53,9 +55,10 @@ export function runCli(args: string[], options: CliOptions = {}): Promise<CliRes
     const child = spawn(process.execPath, [cliPath, ...args], {
       cwd: options.cwd ?? repoRoot,
       env: spawnEnv(options.env ?? process.env),
-      stdio: ["ignore", "pipe", "pipe"],
+      stdio: [options.stdin === undefined ? "ignore" : "pipe", "pipe", "pipe"],
       timeout: options.timeoutMs ?? 60_000,
     });
+    child.stdin?.end(options.stdin);
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (d) => (stdout += d));

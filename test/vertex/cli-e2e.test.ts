@@ -8,7 +8,7 @@ import { join } from "node:path";
 import sharp from "sharp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { writeSyntheticSelfies } from "../../src/workflows/synthetic-selfies.ts";
-import { cleanEnv, cliPath, runCli, type CliResult, spawnEnv } from "../support/cli.ts";
+import { cleanEnv, cliPath, runCli, type CliResult } from "../support/cli.ts";
 import { PROJECT, REGION, startVertexWorld, tinyBase, type VertexWorld } from "./helpers.ts";
 
 const LONG = 10 * 60_000;
@@ -123,16 +123,13 @@ describe("vertex backend through the CLI", () => {
   }, LONG);
 
   it("generate --batch - reads prompts from stdin and keeps the results in the bucket under outputs/<stamp>/", async () => {
-    const args = ["generate", NAME, "--batch", "-", "--steps", "1", "--width", "256", "--height", "256", "--json", ...vertex];
-    const child = spawn(process.execPath, [cliPath, ...args], { cwd: home, env: spawnEnv(env), stdio: ["pipe", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d) => (stdout += d));
-    child.stderr.on("data", (d) => (stderr += d));
-    child.stdin.end("{avatar} on the moon\n# skipped\n{avatar} under the sea\n");
-    const code = await new Promise<number | null>((resolve) => child.on("exit", resolve));
-    expect(code, stderr).toBe(0);
-    const data = JSON.parse(stdout).data;
+    const batch = await runCli(["generate", NAME, "--batch", "-", "--steps", "1", "--width", "256", "--height", "256", "--json", ...vertex], {
+      env,
+      cwd: home,
+      timeoutMs: LONG,
+      stdin: "{avatar} on the moon\n# skipped\n{avatar} under the sea\n",
+    });
+    const data = ok(batch);
     expect(data.images.map((i: { prompt: string }) => i.prompt)).toEqual(["sks person on the moon", "sks person under the sea"]);
     const stamp = data.dir.split("/").at(-1);
     expect(data.stored).toEqual({ uri: `gs://${BUCKET}/avatar/${NAME}/outputs/${stamp}/`, objects: 4 });

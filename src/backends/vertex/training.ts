@@ -7,6 +7,7 @@
 import { createHash } from "node:crypto";
 import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
+import { text as readText } from "node:stream/consumers";
 import { setTimeout as sleep } from "node:timers/promises";
 import { AvatarError } from "../../core/errors.ts";
 import { runCheckpointKey, runLogKey, runModelKey } from "../../core/run-keys.ts";
@@ -164,9 +165,10 @@ export class VertexTraining implements TrainingService {
   async #logLines(job: TrainingJob): Promise<string[] | undefined> {
     if (!job.name || !job.runId) return undefined;
     const key = runLogKey(job.name, job.runId);
-    let text = "";
+    let text: string;
     try {
-      for await (const chunk of await this.#v.store.read(key)) text += chunk.toString();
+      // Decoded as a whole: a multi-byte character split across chunks stays one character.
+      text = await readText(await this.#v.store.read(key));
     } catch (error) {
       if (error instanceof AvatarError && error.code === "NOT_FOUND") return undefined;
       throw error;
