@@ -120,7 +120,11 @@ export function isoTime(ts: { seconds?: string | number | { toString(): string }
 /** Regions with L4 GPUs for Vertex training and prediction (Compute Engine G2 zones; approximate). */
 export const L4_REGIONS = ["us-central1", "us-east4", "us-west1", "europe-west4", "europe-west1", "asia-southeast1", "asia-northeast1"] as const;
 
-/** The Vertex quota a GPU uses, e.g. custom_model_training_nvidia_l4_gpus. */
-export function gpuQuotaName(kind: "training" | "serving", gpu: Gpu): string {
-  return `custom_model_${kind}_nvidia_${gpu === "l4" ? "l4" : "t4"}_gpus`;
+/**
+ * The Vertex quota a GPU uses, e.g. custom_model_training_nvidia_l4_gpus; Spot training draws on
+ * custom_model_training_preemptible_nvidia_l4_gpus instead (research/vertex-real-behaviour.md).
+ */
+export function gpuQuotaName(kind: "training" | "serving", gpu: Gpu, options: { spot?: boolean } = {}): string {
+  const preemptible = kind === "training" && options.spot ? "preemptible_" : "";
+  return `custom_model_${kind}_${preemptible}nvidia_${gpu === "l4" ? "l4" : "t4"}_gpus`;
 }

@@ -146,6 +146,11 @@ export function customJobSpec(input: CustomJobInput) {
           },
         },
       ],
+      // No restartJobOnWorkerRestart: it restarts the whole job when one worker restarts, which
+      // matters to multi-worker jobs only. Vertex itself restarts a one-worker job's container after
+      // a non-zero exit or VM maintenance (docs: "Understand the Vertex AI serverless training
+      // service"); the trainer then resumes from its checkpoints in the bucket. A preempted Spot
+      // job that ends FAILED is resumed by the next `avatar train` (workflows/train.ts).
       scheduling: { timeout: { seconds: input.timeoutSeconds }, ...(input.spot ? { strategy: "SPOT" as const } : {}) },
       // AIP_MODEL_DIR = <run>/model/, AIP_CHECKPOINT_DIR = <run>/checkpoints/ in the container.
       baseOutputDirectory: { outputUriPrefix: gcsUri(input.bucket, runKey) },

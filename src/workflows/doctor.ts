@@ -64,13 +64,16 @@ async function checkBucket(ctx: Context): Promise<Check> {
   if (!bucket) return fail("bucket", "no bucket set", "Pass --bucket, set AVATAR_BUCKET, or run `avatar init` (it can create one).");
   try {
     const { createStorage } = await import("../backends/vertex/clients.ts");
+    const { bucketListable } = await import("../backends/vertex/bucket.ts");
     const storage = await createStorage({ project, env: ctx.env, maxRetries: 0 });
-    const [exists] = await storage.bucket(bucket).exists();
+    const exists = await bucketListable(storage, bucket);
     return exists
       ? ok("bucket", `gs://${bucket} is reachable`)
       : fail("bucket", `gs://${bucket} does not exist`, "Create it with `avatar init` or `gcloud storage buckets create`.");
   } catch (error) {
-    return fail("bucket", `gs://${bucket} is not reachable: ${(error as Error).message.split("\n")[0]}`, "Check credentials, network and the bucket name.");
+    const { STORAGE_ROLE_HINT } = await import("../backends/vertex/errors.ts");
+    const denied = Number((error as { code?: unknown }).code) === 403;
+    return fail("bucket", `gs://${bucket} is not reachable: ${(error as Error).message.split("\n")[0]}`, denied ? STORAGE_ROLE_HINT : "Check credentials, network and the bucket name.");
   }
 }
 

@@ -1,5 +1,6 @@
 // avatar train: prepare → zip → upload → launch the trainer → wait (detachable) → register.
-import type { Backend, PlannedRequest, TrainingJob, TrainingJobSpec } from "../backends/backend.ts";
+import { createHash } from "node:crypto";
+import type { Backend, PlannedRequest, TrainerOptions, TrainingJob, TrainingJobSpec } from "../backends/backend.ts";
 import type { Context } from "../context.ts";
 import { AvatarError } from "../core/errors.ts";
 import { newRunId, resourceLabels } from "../core/names.ts";
@@ -84,20 +85,81 @@ export async function waitForTraining(ctx: Context, backend: Backend, id: string
   }
 }
 
+type RunOptions = Omit<TrainerOptions, "name" | "runId" | "datasetSha256">;
+
+function trainerOptions(input: TrainInput, base: ReturnType<typeof resolveBase>, steps: number): RunOptions {
+  return {
+    base: base.base,
+    pipeline: base.pipeline,
+    resolution: input.resolution ?? base.resolution,
+    token: input.token,
+    classWord: input.classWord,
+    steps,
+    rank: input.rank,
+    lr: input.lr,
+    seed: input.seed,
+    caption: input.caption,
+    captionModel: input.captionModel,
+    checkpointEvery: input.checkpointEvery ?? Math.max(1, Math.min(100, Math.floor(steps / 4))),
+    logEvery: Math.max(1, Math.min(10, Math.floor(steps / 20))),
+    gradientCheckpointing: !base.tiny,
+    flip: true,
+  };
+}
+
+/**
+ * A label value for what a checkpoint depends on (the trainer's resume fingerprint, less the
+ * dataset, which has its own label): a run is resumed only with the same options, so a changed
+ * --lr starts a new run instead of a job that fails on the old checkpoints. Steps may change.
+ */
+export function optionsFingerprint(options: RunOptions): string {
+  const { base, resolution, token, classWord, rank, lr, seed, caption, captionModel, flip } = options;
+  const json = JSON.stringify({ base, resolution: resolution ?? null, token, classWord, rank, lr, seed, caption, captionModel: caption === "blip" ? (captionModel ?? null) : null, flip });
+  return createHash("sha256").update(json).digest("hex").slice(0, 16);
+}
+
+/** The newest complete checkpoint step of a run in the store, or 0. */
+export async function newestCheckpoint(backend: Backend, name: string, runId: string): Promise<number> {
+  let step = 0;
+  for (const o of await backend.store.list(`${runCheckpointKey(name, runId)}/`)) {
+    const m = /checkpoint-(\d+)\/COMPLETE$/.exec(o.key);
+    if (m) step = Math.max(step, Number(m[1]));
+  }
+  return step;
+}
+
+/**
+ * The run a new `train` of the same avatar, photos and options continues: one still queued or
+ * running (follow it), one interrupted (local: resume), or one that failed or was cancelled with a
+ * complete checkpoint (a preempted Spot job on Vertex ends FAILED; its checkpoints are in the bucket).
+ */
+async function findResumable(backend: Backend, name: string, datasetLabel: string, optionsLabel: string): Promise<{ job: TrainingJob; checkpoint: number } | undefined> {
+  const same = (await backend.training.list({ name })).filter(
+    (j) => j.labels["avatar-dataset"] === datasetLabel && (j.labels["avatar-options"] ?? optionsLabel) === optionsLabel,
+  );
+  const newest = same.at(-1);
+  if (!newest) return undefined;
+  if (["running", "queued", "interrupted"].includes(newest.state)) return { job: newest, checkpoint: 0 };
+  if (newest.state === "failed" || newest.state === "cancelled") {
+    // Only a run that never produced a model: a later job of a succeeded run id would overwrite it.
+    if (same.some((j) => j.runId === newest.runId && j.state === "succeeded")) return undefined;
+    const checkpoint = await newestCheckpoint(backend, name, newest.runId);
+    if (checkpoint > 0) return { job: newest, checkpoint };
+  }
+  return undefined;
+}
+
 export async function trainAvatar(ctx: Context, backend: Backend, input: TrainInput): Promise<TrainResult> {
   const started = Date.now();
   const base = resolveBase(input.base, ctx.cwd);
   await checkTrainable(ctx, backend, base, input.force);
   const presetSteps = Object.values(baseModelPresets).find((p) => p.hubId === base.base)?.defaultSteps;
   const steps = input.steps ?? presetSteps ?? 1000;
-  // An interrupted run of the same dataset resumes (same run id → same checkpoint directory).
-  const datasetLabel = input.dataset.sha256.slice(0, 32);
-  const previous = (await backend.training.list({ name: input.name })).filter(
-    (j) => j.labels["avatar-dataset"] === datasetLabel && (j.state === "interrupted" || j.state === "running" || j.state === "queued"),
-  );
-  const resumable = previous.at(-1);
-  const runId = resumable?.runId ?? newRunId();
-  const labels = { ...resourceLabels(input.name, runId), "avatar-dataset": datasetLabel };
+  const trainer = trainerOptions(input, base, steps);
+  const optionsLabel = optionsFingerprint(trainer);
+  const resumable = await findResumable(backend, input.name, input.dataset.sha256.slice(0, 32), optionsLabel);
+  const runId = resumable?.job.runId ?? newRunId();
+  const labels = { ...resourceLabels(input.name, runId), "avatar-dataset": input.dataset.sha256.slice(0, 32), "avatar-options": optionsLabel };
   const spec: TrainingJobSpec = {
     name: input.name,
     runId,
@@ -109,36 +171,17 @@ export async function trainAvatar(ctx: Context, backend: Backend, input: TrainIn
     datasetKey: datasetKey(input.name, input.dataset.sha256),
     modelKey: runModelKey(input.name, runId),
     checkpointKey: runCheckpointKey(input.name, runId),
-    trainer: {
-      base: base.base,
-      pipeline: base.pipeline,
-      resolution: input.resolution ?? base.resolution,
-      token: input.token,
-      classWord: input.classWord,
-      steps,
-      rank: input.rank,
-      lr: input.lr,
-      seed: input.seed,
-      caption: input.caption,
-      captionModel: input.captionModel,
-      checkpointEvery: input.checkpointEvery ?? Math.max(1, Math.min(100, Math.floor(steps / 4))),
-      logEvery: Math.max(1, Math.min(10, Math.floor(steps / 20))),
-      gradientCheckpointing: !base.tiny,
-      flip: true,
-      name: input.name,
-      runId,
-      datasetSha256: input.dataset.sha256,
-    },
+    trainer: { ...trainer, name: input.name, runId, datasetSha256: input.dataset.sha256 },
   };
   if (ctx.flags.dryRun) {
     const requests = backend.training.plan ? await backend.training.plan(spec) : undefined;
     return { job: { id: spec.displayName, name: input.name, runId, state: "queued", labels, createdAt: new Date().toISOString(), modelUri: backend.store.uri(spec.modelKey) }, resumed: false, seconds: 0, ...(requests ? { requests } : {}) };
   }
   // A job of the same photos still on its way (on Vertex it outlives an interrupted CLI): follow it.
-  const active = resumable?.state === "running" || resumable?.state === "queued";
-  const launched = active ? resumable : await backend.training.launch(spec);
-  if (active) ctx.out.info(`Run ${runId} of ${input.name} is already ${resumable.state}; following it.`);
-  else if (resumable) ctx.out.info(`Resuming run ${runId} of ${input.name} from its last checkpoint.`);
+  const active = resumable?.job.state === "running" || resumable?.job.state === "queued";
+  const launched = active ? resumable!.job : await backend.training.launch(spec);
+  if (active) ctx.out.info(`Run ${runId} of ${input.name} is already ${resumable!.job.state}; following it.`);
+  else if (resumable) ctx.out.info(`Resuming run ${runId} of ${input.name} from ${resumable.checkpoint ? `its checkpoint at step ${resumable.checkpoint}` : "its last checkpoint"}${resumable.job.state === "interrupted" ? "" : ` (the previous job ${resumable.job.state}${resumable.job.error ? `: ${resumable.job.error}` : ""})`}.`);
   else ctx.out.success(`Launched training run ${runId} (${steps} steps on ${base.tiny ? "the tiny demo model" : base.base})`);
   if (input.detach) return { job: launched, resumed: Boolean(resumable), seconds: (Date.now() - started) / 1000 };
   const job = await waitForTraining(ctx, backend, launched.id);

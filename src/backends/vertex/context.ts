@@ -3,6 +3,7 @@ import type { VertexLocation } from "../../core/vertex-names.ts";
 import type { ObjectStore } from "../store.ts";
 import type { VertexClients } from "./clients.ts";
 import type { VertexErrorContext } from "./errors.ts";
+import { retryRead, type RetryPolicy } from "./retry.ts";
 
 export interface VertexContext {
   loc: VertexLocation;
@@ -13,6 +14,13 @@ export interface VertexContext {
   poll: { jobMs: number; operationMs: number };
   /** AVATAR_VERTEX_ENDPOINT is set: a local fake plays Vertex (and runs jobs on this machine). */
   emulated: boolean;
+  /** How reads are retried through transient faults. */
+  retry: RetryPolicy;
+}
+
+/** A read (Get*, List*, GetOperation, a log object) retried through transient faults. */
+export function readRetrying<T>(vctx: VertexContext, what: string, read: () => Promise<T>): Promise<T> {
+  return retryRead(what, read, vctx.retry);
 }
 
 export function errorContext(vctx: VertexContext, doing: string, extra: Partial<VertexErrorContext> = {}): VertexErrorContext {

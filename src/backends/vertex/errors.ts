@@ -8,6 +8,14 @@ interface GoogleLikeError {
   details?: string;
 }
 
+/**
+ * The CLI needs only object permissions on the bucket (it never reads bucket metadata outside
+ * `init`/`doctor`, which list objects instead): roles/storage.objectAdmin holds storage.objects.*.
+ * Creating a bucket (`avatar init`) needs storage.buckets.create: roles/storage.admin.
+ */
+export const STORAGE_ROLE_HINT =
+  "Your account needs roles/storage.objectAdmin on the bucket (and roles/aiplatform.user on the project); creating a bucket needs roles/storage.admin. Check --project and --bucket too.";
+
 const grpcToHttp: Record<number, number> = { 3: 400, 5: 404, 6: 409, 7: 403, 8: 429, 9: 400, 14: 503, 16: 401 };
 
 function classify(status: number): { code: ErrorCode; hint: string } {
@@ -17,13 +25,13 @@ function classify(status: number): { code: ErrorCode; hint: string } {
     case 401:
       return { code: "AUTH", hint: "Run `gcloud auth application-default login`, or check GOOGLE_APPLICATION_CREDENTIALS." };
     case 403:
-      return { code: "PERMISSION", hint: "Your account lacks a permission (e.g. roles/aiplatform.user, roles/storage.admin) or the API is not enabled." };
+      return { code: "PERMISSION", hint: STORAGE_ROLE_HINT };
     case 404:
       return { code: "NOT_FOUND", hint: "Check the project, region and name; `avatar list` shows what exists." };
     case 409:
       return { code: "ALREADY_EXISTS", hint: "It already exists; pick another name or reuse it." };
     case 429:
-      return { code: "QUOTA", hint: "Quota or capacity exhausted: request more GPU quota, try another region that has the GPU, or use --spot." };
+      return { code: "QUOTA", hint: "Quota or rate limit exhausted; wait a minute and try again, or raise the quota on the Quotas page of the Cloud Console." };
     case 503:
       return { code: "UNAVAILABLE", hint: "The service is unreachable right now; check the network and try again." };
     default:
@@ -57,6 +65,8 @@ export interface VertexErrorContext {
   /** Which GPU quota applies to a RESOURCE_EXHAUSTED. */
   kind?: "training" | "serving";
   gpu?: "l4" | "t4";
+  /** A Spot training job: it draws on the preemptible quota, not the on-demand one. */
+  spot?: boolean;
   region?: string;
   project?: string;
 }
@@ -80,11 +90,16 @@ function quotaHint(context: VertexErrorContext, info: VertexLikeError): string {
   const { gpuQuotaName, L4_REGIONS } = vertexNames;
   const gpu = context.gpu ?? "l4";
   const metric = info.errorInfoMetadata?.quota_metric ?? info.errorInfoMetadata?.quota_limit;
-  const quota = metric ?? (context.kind ? gpuQuotaName(context.kind, gpu) : `custom_model_training_nvidia_${gpu}_gpus / custom_model_serving_nvidia_${gpu}_gpus`);
+  const spot = context.kind === "training" && context.spot === true;
+  const named = context.kind ? gpuQuotaName(context.kind, gpu, { spot }) : `${gpuQuotaName("training", gpu)} / ${gpuQuotaName("serving", gpu)}`;
+  const quota = metric ?? named;
   const region = context.region ?? "your region";
   const other = L4_REGIONS.find((r) => r !== context.region) ?? "us-east4";
   const page = context.project ? `https://console.cloud.google.com/iam-admin/quotas?project=${context.project}` : "the Quotas page of the Cloud Console";
-  return `Quota ${quota} is exhausted in ${region}: request more on ${page} (filter "${quota}"), or use a region that has L4 GPUs, e.g. --region ${other}${context.kind === "training" ? ", or --spot (Spot VMs have their own quota)" : ""}.`;
+  // Spot VMs have a quota of their own: a way out of an on-demand quota error, never of a Spot one.
+  const spotWay = context.kind === "training" && !spot && !/preemptible/.test(quota) ? ", or --spot (Spot VMs draw on their own preemptible quota)" : "";
+  const onDemandWay = spot || /preemptible/.test(quota) ? ", or train without --spot (on-demand has its own quota)" : "";
+  return `Quota ${quota} is exhausted in ${region}: request more on ${page} (filter "${quota}"), or use a region that has ${gpu.toUpperCase()} GPUs, e.g. --region ${other}${spotWay}${onDemandWay}.`;
 }
 
 /** A Google API error from a Vertex call (gRPC status codes) → an AvatarError with a hint. */
@@ -146,4 +161,70 @@ export function mapOperationError(status: { code?: number | null; message?: stri
   return new AvatarError("REMOTE_FAILED", `Vertex AI failed while ${context.doing}: ${text}`, {
     hint: context.kind === "serving" ? "Check the serving logs (`avatar logs <name> --serving`) and the model's handler with `avatar serve --check <model-dir>`." : "Re-run with --verbose for details.",
   });
+}
+
+// ------------------------------------------------------------------------------------------------
+// predict: what the serving container said, as real Vertex passes it on.
+
+/** The `{"error": "…"}` text a container put in its 400 body, when the message carries one. */
+export function containerErrorText(text: string): string {
+  const start = text.indexOf("{");
+  if (start >= 0) {
+    for (let end = text.lastIndexOf("}"); end > start; end = text.lastIndexOf("}", end - 1)) {
+      try {
+        const body = JSON.parse(text.slice(start, end + 1)) as { error?: unknown };
+        if (typeof body.error === "string") return body.error;
+        break;
+      } catch {
+        // not this closing brace
+      }
+    }
+  }
+  return text;
+}
+
+export interface PredictErrorContext extends VertexErrorContext {
+  name: string;
+  /** How long the call ran before it failed. */
+  elapsedMs: number;
+  /** The endpoint's own inference limit (60 s on a shared public endpoint). */
+  limitSeconds: number;
+}
+
+/**
+ * A failed predict. Real Vertex answers a container's HTTP 400 (our handler's ValueError) and its
+ * own 1.5 MB request limit with FAILED_PRECONDITION (9), not INVALID_ARGUMENT; only a message about
+ * a missing deployed model means the avatar is not deployed. A shared endpoint cuts inference at
+ * 60 s and answers UNAVAILABLE (14): that is not a network problem.
+ */
+export function mapPredictError(error: unknown, context: PredictErrorContext): AvatarError {
+  if (error instanceof AvatarError) return error;
+  const e = (error ?? {}) as VertexLikeError;
+  const code = typeof e.code === "number" ? e.code : Number.NaN;
+  const text = (e.details || e.message || String(error)).replace(/^\d+ [A-Z_]+: /, "");
+  const { name } = context;
+  const notDeployed = /no deployed model|not have any deployed model|has no deployed models?|is not deployed|no model (is )?deployed/i;
+  if (code === 5 || ((code === 9 || code === 3) && notDeployed.test(text))) {
+    return new AvatarError("NOT_FOUND", `${name} is not deployed: ${text}`, { cause: error, hint: `Run \`avatar deploy ${name}\` first.` });
+  }
+  if ((code === 9 || code === 3) && /request size|payload size|exceeds? .*(MB|bytes)/i.test(text)) {
+    return new AvatarError("BAD_INPUT", `The request is larger than the endpoint accepts: ${text}`, {
+      cause: error,
+      hint: "Send fewer instances or images per request (`avatar generate` splits its work; --num-images lower).",
+    });
+  }
+  if (code === 9 || code === 3) {
+    return new AvatarError("BAD_INPUT", `The model rejected the request: ${containerErrorText(text)}`, {
+      cause: error,
+      hint: "Check the generate options (steps 1-100, sizes 256-1536 in multiples of 8, …).",
+    });
+  }
+  const overLimit = context.elapsedMs >= (context.limitSeconds - 5) * 1000 || /timed? ?out|timeout|took too long|deadline/i.test(text);
+  if ((code === 14 || code === 4) && overLimit) {
+    return new AvatarError("UNAVAILABLE", `The image took longer than the endpoint's ${context.limitSeconds} s limit: ${text}`, {
+      cause: error,
+      hint: "Use fewer steps (--steps), a smaller size (--width/--height), fewer images per request, or an L4 (--gpu l4).",
+    });
+  }
+  return mapVertexError(error, context);
 }

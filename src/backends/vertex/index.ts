@@ -6,25 +6,28 @@ import type { Backend } from "../backend.ts";
 import { VertexClients } from "./clients.ts";
 import type { VertexContext } from "./context.ts";
 import { pollIntervals } from "./lro.ts";
+import { retryPolicy } from "./retry.ts";
 import { VertexRegistry } from "./registry.ts";
 import { VertexServing } from "./serving.ts";
 import { openGcsStore } from "./store.ts";
 import { VertexTraining } from "./training.ts";
 
-export async function openVertexBackend(ctx: Pick<Context, "config" | "env">): Promise<Backend> {
+export async function openVertexBackend(ctx: Pick<Context, "config" | "env"> & Partial<Pick<Context, "out" | "signal">>): Promise<Backend> {
   const project = requireValue(ctx.config, "project");
   const bucket = requireValue(ctx.config, "bucket");
   const region = ctx.config.values.region;
   const store = await openGcsStore({ bucket, project, env: ctx.env });
   const clients = new VertexClients({ region, env: ctx.env });
+  const poll = pollIntervals(ctx.env);
   const vctx: VertexContext = {
     loc: { project, region },
     bucket,
     store,
     clients,
     env: ctx.env,
-    poll: pollIntervals(ctx.env),
+    poll,
     emulated: Boolean(ctx.env.AVATAR_VERTEX_ENDPOINT),
+    retry: { ...retryPolicy(poll.operationMs, (line) => ctx.out?.detail(line)), signal: ctx.signal },
   };
   return {
     kind: "vertex",

@@ -4,6 +4,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { AvatarError } from "../../core/errors.ts";
 import { mapOperationError, mapVertexError, type VertexErrorContext } from "./errors.ts";
+import { retryRead, type RetryPolicy } from "./retry.ts";
 
 export interface OperationLike<R, M> {
   name?: string | null;
@@ -15,6 +16,8 @@ export interface OperationLike<R, M> {
 
 export interface WaitOperationOptions<M> {
   intervalMs: number;
+  /** GetOperation is a read: retried through transient faults. */
+  retry: RetryPolicy;
   signal?: AbortSignal;
   onMetadata?: (metadata: M) => void;
   context: VertexErrorContext;
@@ -52,7 +55,7 @@ export async function waitOperation<R, M>(
       throw new AvatarError("INTERRUPTED", options.interrupted, { hint: options.interruptedHint });
     }
     try {
-      op = await check(name!);
+      op = await retryRead(`reading operation ${name}`, () => check(name!), { ...options.retry, signal: options.signal });
     } catch (error) {
       throw mapVertexError(error, options.context);
     }

@@ -5,7 +5,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { avatarFilter, avatarOfResourceId, isoTime, locationName, modelName, resourceId, versionSuffix } from "../../core/vertex-names.ts";
 import { serveImage, uploadModelRequest, type PlannedRequest } from "../../core/vertex-specs.ts";
 import type { ModelRegistry, ModelVersion, RegisterSpec } from "../backend.ts";
-import { errorContext, isNotFound, type VertexContext } from "./context.ts";
+import { errorContext, isNotFound, readRetrying, type VertexContext } from "./context.ts";
 import { mapVertexError } from "./errors.ts";
 import { waitOperation } from "./lro.ts";
 
@@ -46,7 +46,7 @@ export class VertexRegistry implements ModelRegistry {
   async #getRaw(name: string, suffix = ""): Promise<ModelLike | undefined> {
     const models = await this.#v.clients.models();
     try {
-      const [model] = await models.getModel({ name: `${modelName(this.#v.loc, name)}${suffix}` });
+      const [model] = await readRetrying(this.#v, `reading the model of ${name}`, () => models.getModel({ name: `${modelName(this.#v.loc, name)}${suffix}` }));
       return model as ModelLike;
     } catch (error) {
       if (isNotFound(error)) return undefined;
@@ -57,7 +57,7 @@ export class VertexRegistry implements ModelRegistry {
   async #versions(fullName: string, avatar: string): Promise<ModelVersion[]> {
     const models = await this.#v.clients.models();
     try {
-      const [versions] = (await models.listModelVersions({ name: fullName })) as unknown as [ModelLike[]];
+      const [versions] = (await readRetrying(this.#v, `listing the versions of ${avatar}`, () => models.listModelVersions({ name: fullName }))) as unknown as [ModelLike[]];
       return versions.map((m) => this.#toVersion(m)).sort((a, b) => Number(a.versionId) - Number(b.versionId));
     } catch (error) {
       if (isNotFound(error)) return [];
@@ -107,6 +107,7 @@ export class VertexRegistry implements ModelRegistry {
     }
     const result = await waitOperation(operation, (name) => models.checkUploadModelProgress(name), {
       intervalMs: this.#v.poll.operationMs,
+      retry: this.#v.retry,
       context,
       interrupted: "Interrupted while the model was being registered; run `avatar register` again to pick it up.",
     });
@@ -121,7 +122,7 @@ export class VertexRegistry implements ModelRegistry {
     const models = await this.#v.clients.models();
     let raw: ModelLike[];
     try {
-      [raw] = (await models.listModels({ parent: locationName(this.#v.loc), filter: avatarFilter(filter.name) })) as unknown as [ModelLike[]];
+      [raw] = (await readRetrying(this.#v, "listing models", () => models.listModels({ parent: locationName(this.#v.loc), filter: avatarFilter(filter.name) }))) as unknown as [ModelLike[]];
     } catch (error) {
       throw mapVertexError(error, errorContext(this.#v, "listing models"));
     }

@@ -9,8 +9,8 @@ import {
   createEndpointRequest, deployModelRequest, predictRequest, runIdOfDeployedModel, undeployAllRequests, type PlannedRequest,
 } from "../../core/vertex-specs.ts";
 import type { DeploySpec, EndpointInfo, PredictResponse, ServingService } from "../backend.ts";
-import { errorContext, isNotFound, type VertexContext } from "./context.ts";
-import { mapVertexError } from "./errors.ts";
+import { errorContext, isNotFound, readRetrying, type VertexContext } from "./context.ts";
+import { mapPredictError, mapVertexError } from "./errors.ts";
 import { waitOperation } from "./lro.ts";
 
 interface DeployedModelLike {
@@ -59,6 +59,9 @@ export function fromValue(v: ValueLike | null | undefined): unknown {
   }
 }
 
+/** A shared public endpoint ends an inference after 60 s with UNAVAILABLE (research/vertex-real-behaviour.md). */
+const SHARED_ENDPOINT_LIMIT_S = 60;
+
 export class VertexServing implements ServingService {
   readonly #v: VertexContext;
 
@@ -69,7 +72,7 @@ export class VertexServing implements ServingService {
   async #getRaw(name: string): Promise<EndpointLike | undefined> {
     const endpoints = await this.#v.clients.endpoints();
     try {
-      const [endpoint] = await endpoints.getEndpoint({ name: endpointName(this.#v.loc, name) });
+      const [endpoint] = await readRetrying(this.#v, `reading the endpoint of ${name}`, () => endpoints.getEndpoint({ name: endpointName(this.#v.loc, name) }));
       return endpoint as EndpointLike;
     } catch (error) {
       if (isNotFound(error)) return undefined;
@@ -152,7 +155,7 @@ export class VertexServing implements ServingService {
       const context = errorContext(this.#v, `creating the endpoint of ${spec.name}`, { kind: "serving", gpu: spec.gpu });
       try {
         const [op] = await endpoints.createEndpoint(createEndpointRequest(this.#v.loc, spec.name));
-        ep = (await waitOperation(op, (n) => endpoints.checkCreateEndpointProgress(n), { intervalMs: this.#v.poll.operationMs, signal: options.signal, context, ...interrupted })) as EndpointLike;
+        ep = (await waitOperation(op, (n) => endpoints.checkCreateEndpointProgress(n), { intervalMs: this.#v.poll.operationMs, retry: this.#v.retry, signal: options.signal, context, ...interrupted })) as EndpointLike;
       } catch (error) {
         // Created meanwhile by another run: use it.
         if ((error as { code?: unknown }).code !== 6) throw error instanceof AvatarError ? error : mapVertexError(error, context);
@@ -170,6 +173,7 @@ export class VertexServing implements ServingService {
     let stage: string | undefined;
     await waitOperation(op, (n) => endpoints.checkDeployModelProgress(n), {
       intervalMs: this.#v.poll.operationMs,
+      retry: this.#v.retry,
       signal: options.signal,
       context,
       ...interrupted,
@@ -198,6 +202,7 @@ export class VertexServing implements ServingService {
       const [op] = await endpoints.undeployModel(request);
       await waitOperation(op, (n) => endpoints.checkUndeployModelProgress(n), {
         intervalMs: this.#v.poll.operationMs,
+        retry: this.#v.retry,
         context,
         interrupted: `Interrupted while undeploying from ${name}; run \`avatar down ${name}\` again.`,
       });
@@ -211,7 +216,7 @@ export class VertexServing implements ServingService {
     const endpoints = await this.#v.clients.endpoints();
     let raw: EndpointLike[];
     try {
-      [raw] = (await endpoints.listEndpoints({ parent: locationName(this.#v.loc), filter: avatarFilter(filter.name) })) as unknown as [EndpointLike[]];
+      [raw] = (await readRetrying(this.#v, "listing endpoints", () => endpoints.listEndpoints({ parent: locationName(this.#v.loc), filter: avatarFilter(filter.name) }))) as unknown as [EndpointLike[]];
     } catch (error) {
       throw mapVertexError(error, errorContext(this.#v, "listing endpoints"));
     }
@@ -232,6 +237,7 @@ export class VertexServing implements ServingService {
       if (!v) throw new AvatarError("BAD_INPUT", "A prediction request holds a value that is not JSON.");
       return v;
     };
+    const started = Date.now();
     const call = prediction.predict(
       {
         endpoint: request.endpoint,
@@ -250,12 +256,7 @@ export class VertexServing implements ServingService {
       return { predictions, deployedModelId: response.deployedModelId ?? undefined };
     } catch (error) {
       if (options.signal?.aborted) throw new AvatarError("INTERRUPTED", "Interrupted while waiting for the endpoint.");
-      const e = error as { code?: unknown; details?: string; message?: string };
-      const text = (e.details || e.message || String(error)).replace(/^\d+ [A-Z_]+: /, "");
-      // The container answered 400: the handler rejected the request (bad steps, size, prompt…).
-      if (e.code === 3) throw new AvatarError("BAD_INPUT", `The model rejected the request: ${text}`, { cause: error, hint: "Check the generate options (steps 1-100, sizes 256-1536 in multiples of 8, …)." });
-      if (e.code === 5 || e.code === 9) throw new AvatarError("NOT_FOUND", `${name} is not deployed: ${text}`, { cause: error, hint: `Run \`avatar deploy ${name}\` first.` });
-      throw mapVertexError(error, errorContext(this.#v, `generating with ${name}`, { kind: "serving" }));
+      throw mapPredictError(error, { ...errorContext(this.#v, `generating with ${name}`, { kind: "serving" }), name, elapsedMs: Date.now() - started, limitSeconds: SHARED_ENDPOINT_LIMIT_S });
     } finally {
       options.signal?.removeEventListener("abort", cancel);
     }
@@ -285,6 +286,7 @@ export class VertexServing implements ServingService {
       const [op] = await endpoints.deleteEndpoint({ name: ep.name! });
       await waitOperation(op, (n) => endpoints.checkDeleteEndpointProgress(n), {
         intervalMs: this.#v.poll.operationMs,
+        retry: this.#v.retry,
         context,
         interrupted: `Interrupted while deleting the endpoint of ${name}; run \`avatar down ${name}\` again.`,
       });

@@ -8,6 +8,7 @@ import type { File, Storage } from "@google-cloud/storage";
 import { AvatarError } from "../../core/errors.ts";
 import { checkStoreKey, checkStorePrefix, STORE_ROOT } from "../../core/store-keys.ts";
 import type { ObjectInfo, ObjectStore, PutBody, PutOptions } from "../store.ts";
+import { bucketListable } from "./bucket.ts";
 import { createStorage } from "./clients.ts";
 import { mapGoogleError } from "./errors.ts";
 
@@ -124,7 +125,7 @@ export class GcsStore implements ObjectStore {
   async ready(): Promise<void> {
     let exists: boolean;
     try {
-      [exists] = await this.#storage.bucket(this.bucket).exists();
+      exists = await bucketListable(this.#storage, this.bucket);
     } catch (error) {
       throw mapGoogleError(error, `checking gs://${this.bucket}`);
     }

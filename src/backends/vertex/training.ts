@@ -18,7 +18,7 @@ import {
 import { createCustomJobRequest, trainImage, vertexBaseProblem, type PlannedRequest } from "../../core/vertex-specs.ts";
 import { trainerDir } from "../../paths.ts";
 import type { LogOptions, TrainingJob, TrainingJobSpec, TrainingService, WaitOptions } from "../backend.ts";
-import { errorContext, isNotFound, type VertexContext } from "./context.ts";
+import { errorContext, isNotFound, readRetrying, type VertexContext } from "./context.ts";
 import { mapVertexError } from "./errors.ts";
 
 interface CustomJobLike {
@@ -123,7 +123,7 @@ export class VertexTraining implements TrainingService {
       const [job] = await jobs.createCustomJob(request);
       return this.#toJob(job as CustomJobLike);
     } catch (error) {
-      throw mapVertexError(error, errorContext(this.#v, "creating the training job", { kind: "training", gpu: spec.gpu }));
+      throw mapVertexError(error, errorContext(this.#v, "creating the training job", { kind: "training", gpu: spec.gpu, spot: spec.spot }));
     }
   }
 
@@ -150,7 +150,7 @@ export class VertexTraining implements TrainingService {
   async #getRaw(id: string): Promise<CustomJobLike | undefined> {
     const jobs = await this.#v.clients.jobs();
     try {
-      const [job] = await jobs.getCustomJob({ name: customJobName(this.#v.loc, id) });
+      const [job] = await readRetrying(this.#v, `reading training job ${id}`, () => jobs.getCustomJob({ name: customJobName(this.#v.loc, id) }));
       return job as CustomJobLike;
     } catch (error) {
       if (isNotFound(error)) return undefined;
@@ -168,7 +168,7 @@ export class VertexTraining implements TrainingService {
     let text: string;
     try {
       // Decoded as a whole: a multi-byte character split across chunks stays one character.
-      text = await readText(await this.#v.store.read(key));
+      text = await readRetrying(this.#v, "reading the trainer log", async () => readText(await this.#v.store.read(key)));
     } catch (error) {
       if (error instanceof AvatarError && error.code === "NOT_FOUND") return undefined;
       throw error;
@@ -211,7 +211,7 @@ export class VertexTraining implements TrainingService {
     let raw: CustomJobLike[];
     try {
       // No pageSize: the client pages through everything itself (and stays quiet about it).
-      [raw] = (await jobs.listCustomJobs({ parent: locationName(this.#v.loc), filter: avatarFilter(filter.name) })) as unknown as [CustomJobLike[]];
+      [raw] = (await readRetrying(this.#v, "listing training jobs", () => jobs.listCustomJobs({ parent: locationName(this.#v.loc), filter: avatarFilter(filter.name) }))) as unknown as [CustomJobLike[]];
     } catch (error) {
       throw mapVertexError(error, errorContext(this.#v, "listing training jobs"));
     }
