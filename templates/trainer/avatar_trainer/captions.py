@@ -8,9 +8,15 @@ token from absorbing them; the token then has to explain only what is constant: 
 
 from __future__ import annotations
 
+import json
+import os
 import re
+from pathlib import Path
 
 DEFAULT_CAPTION_MODEL = "Salesforce/blip-image-captioning-large"
+# BLIP's captions, kept beside the checkpoints: a restarted job (Spot preemption) reuses them
+# instead of downloading and running BLIP again.
+CACHE_NAME = "captions.json"
 
 # Singular nouns BLIP uses for one person; plural ("people", "women") means several, left alone.
 SUBJECT_NOUNS = (
@@ -77,3 +83,26 @@ def blip_captions(images, model_id: str, device, dtype, max_new_tokens: int = 40
             out.append(processor.decode(ids[0], skip_special_tokens=True).strip())
     del model
     return out
+
+
+def cached_captions(path: Path, key: dict, names: list[str]) -> list[str] | None:
+    """The raw captions saved by `save_captions` for the same key (caption model, dataset, resolution)
+    and the same image names, in `names` order; None when there are none or they are another run's."""
+    try:
+        saved = json.loads(Path(path).read_text(encoding="utf-8"))
+        raw = saved["raw"]
+        if saved.get("key") != key or sorted(raw) != sorted(names):
+            return None
+        return [str(raw[n]) for n in names]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def save_captions(path: Path, key: dict, names: list[str], raw: list[str]) -> None:
+    """Write the raw captions atomically (temp file + rename, also on Cloud Storage FUSE)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps({"key": key, "raw": dict(zip(names, raw))}, indent=2, ensure_ascii=False) + "\n",
+                   encoding="utf-8")
+    os.replace(tmp, path)

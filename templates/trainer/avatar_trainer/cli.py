@@ -80,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = p.add_argument_group("model")
     m.add_argument("--base", required=True, help="base model: Hugging Face Hub id or local diffusers directory")
+    m.add_argument("--base-revision", default=None,
+                   help="Hub branch, tag or commit of --base (default: main); the commit used is recorded "
+                        "in avatar.json as base_revision")
     m.add_argument("--pipeline", choices=PIPELINE_CHOICES, default=None,
                    help="pipeline family (default: detected from model_index.json)")
     m.add_argument("--vae", default=None, help="VAE override, e.g. an fp16-safe SDXL VAE (hub id or directory)")
@@ -146,6 +149,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error("--dataset-sha256 must be 64 lowercase hex characters")
     if not args.base.strip():
         parser.error("--base must not be empty")
+    if args.base_revision is not None and not re.fullmatch(r"[\w./-]{1,128}", args.base_revision):
+        parser.error("--base-revision must be a branch, tag or commit hash")
     return args
 
 

@@ -19,11 +19,13 @@ from pathlib import Path
 
 from . import __version__, checkpoints
 from . import data as data_mod
-from .captions import apply_trigger, blip_captions, class_prompt, instance_prompt
+from .captions import CACHE_NAME as CAPTIONS_CACHE
+from .captions import apply_trigger, blip_captions, cached_captions, class_prompt, instance_prompt, save_captions
 from .cli import DEFAULT_RESOLUTION
 from .errors import Interrupted, TrainerError
 from .log import emit, phase
-from .model import base_is_local, build_inference_pipeline, detect_pipeline, encode_prompts, load_components, time_ids
+from .model import (base_is_local, build_inference_pipeline, detect_pipeline, encode_prompts, load_components,
+                    resolve_base, time_ids)
 from .paths import resolve_location
 
 LORA_TARGETS = ["to_k", "to_q", "to_v", "to_out.0"]
@@ -151,13 +153,16 @@ def _train(args, restore: list) -> dict:
     ckpt_dir = resolve_location(args.checkpoint_dir, "checkpoint dir")
     base_model = _validate_base(args.base)
     base_src = base_model  # load from the absolute path when local
+    revision = getattr(args, "base_revision", None)
 
     sources = data_mod.load_zip(dataset_path)
     dataset_sha = args.dataset_sha256 or data_mod.sha256_hint(dataset_path)
     phase("data", images=len(sources), captions=args.caption, flip=str(bool(args.flip)).lower(),
           dataset=str(dataset_path))
 
-    kind = args.pipeline or detect_pipeline(base_src)
+    # A Hub base is pinned to one commit before anything is loaded (None: a local directory).
+    base_ref = resolve_base(base_src, revision)
+    kind = args.pipeline or detect_pipeline(base_ref)
     resolution = args.resolution or DEFAULT_RESOLUTION[kind]
     for d in (out_dir, ckpt_dir):
         try:
@@ -182,24 +187,30 @@ def _train(args, restore: list) -> dict:
     # The stock SDXL VAE overflows in fp16 (NaN latents): keep it fp32 unless an fp16-safe VAE
     # was passed. It only encodes each image once, so fp32 costs little.
     vae_dtype = torch.float32 if (kind == "sdxl" and not args.vae) else weight_dtype
-    comps = load_components(base_src, kind, args.vae, device, weight_dtype, vae_dtype)
+    comps = load_components(base_ref, kind, args.vae, device, weight_dtype, vae_dtype)
     phase("load", base=base_model, pipeline=kind, device=device.type,
           dtype={"no": "fp32", "fp16": "fp16", "bf16": "bf16"}[mp], resolution=resolution,
-          threads=threads)
+          threads=threads, revision=base_ref.revision or "none", variant=comps.variant or "none")
     autocast = (lambda: torch.autocast(device.type, dtype=weight_dtype)) if mp != "no" else None
 
     # --- captions -----------------------------------------------------------------------------
     crops = [data_mod.center_crop_resize(s.image, resolution, s.original_size) for s in sources]
     inst_prompt = instance_prompt(args.token, args.class_word)
     if args.caption == "blip":
-        cap_dtype = torch.float16 if device.type == "cuda" else torch.float32
-        try:
-            raw = blip_captions([c.image for c in crops], args.caption_model, device, cap_dtype)
-        except OSError as e:
-            raise TrainerError(f"cannot load caption model {args.caption_model}: {e}") from None
+        names = [s.name for s in sources]
+        cache_key = {"caption_model": args.caption_model, "dataset_sha256": dataset_sha, "resolution": resolution}
+        raw = cached_captions(ckpt_dir / CAPTIONS_CACHE, cache_key, names)
+        reused = raw is not None
+        if raw is None:
+            cap_dtype = torch.float16 if device.type == "cuda" else torch.float32
+            try:
+                raw = blip_captions([c.image for c in crops], args.caption_model, device, cap_dtype)
+            except OSError as e:
+                raise TrainerError(f"cannot load caption model {args.caption_model}: {e}") from None
+            save_captions(ckpt_dir / CAPTIONS_CACHE, cache_key, names, raw)
+            gc.collect()
         prompts = [apply_trigger(r, args.token, args.class_word) for r in raw]
-        gc.collect()
-        phase("captions", model=args.caption_model, count=len(prompts))
+        phase("captions", model=args.caption_model, count=len(prompts), reused=str(reused).lower())
     else:
         prompts = [inst_prompt] * len(sources)
     captions = {s.name: p for s, p in zip(sources, prompts)}
@@ -260,11 +271,14 @@ def _train(args, restore: list) -> dict:
     scaler = torch.cuda.amp.GradScaler() if mp == "fp16" else None
     gen = torch.Generator().manual_seed(args.seed)  # noise, timesteps, flips: saved in checkpoints
 
+    # What a checkpoint must have been trained with to be resumed (steps may change: a restart
+    # may ask for more). lr and seed shape every update, the caption model every prompt.
     fingerprint = {
-        "base_model": base_model, "pipeline": kind, "rank": args.rank, "resolution": resolution,
-        "dataset_sha256": dataset_sha, "captions": args.caption, "token": args.token,
+        "base_model": base_model, "base_revision": base_ref.revision, "pipeline": kind, "rank": args.rank,
+        "resolution": resolution, "dataset_sha256": dataset_sha, "captions": args.caption,
+        "caption_model": args.caption_model if args.caption == "blip" else None, "token": args.token,
         "class_word": args.class_word, "prior_preservation": bool(args.prior_preservation),
-        "flip": bool(args.flip),
+        "flip": bool(args.flip), "lr": args.lr, "seed": args.seed,
     }
 
     # --- resume --------------------------------------------------------------------------------
@@ -413,6 +427,7 @@ def _train(args, restore: list) -> dict:
         "name": args.name,
         "run_id": args.run_id,
         "base_model": base_model,
+        "base_revision": base_ref.revision,
         "pipeline": kind,
         "token": args.token,
         "class_word": args.class_word,

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -61,6 +62,18 @@ def test_checkpoint_of_another_run_is_refused(trained_sd15, tiny_sd15_dir, datas
     assert run.code == 1
     assert "another run's checkpoints" in run.stderr and "rank" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+@pytest.mark.parametrize("flag, value", [("--lr", "5e-3"), ("--seed", "7")])
+def test_checkpoint_trained_with_another_lr_or_seed_is_refused(trained_sd15, tiny_sd15_dir, dataset_zip, tmp_path,
+                                                               flag, value):
+    """lr and seed shape every update: resuming under other values would train a mix of two runs."""
+    argv = train_args(tiny_sd15_dir, dataset_zip, tmp_path / "m", trained_sd15.ckpt_dir, "--steps", "6")
+    argv[argv.index(flag) + 1] = value
+    run = run_inprocess(argv, tmp_path / "m", trained_sd15.ckpt_dir)
+    assert run.code == 1
+    assert "another run's checkpoints" in run.stderr and flag[2:] in run.stderr
+    assert not (tmp_path / "m" / "avatar.json").exists()
 
 
 def test_finished_checkpoint_is_exported_without_training(trained_sd15, tiny_sd15_dir, dataset_zip, tmp_path):

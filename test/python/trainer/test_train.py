@@ -17,7 +17,7 @@ from .conftest import STEP_LINE, kv, run_inprocess, run_module, train_args
 WEIGHTS = "pytorch_lora_weights.safetensors"
 PROMPT = "a photo of sks person"
 AVATAR_KEYS = {
-    "schema", "name", "run_id", "base_model", "pipeline", "token", "class_word", "instance_prompt",
+    "schema", "name", "run_id", "base_model", "base_revision", "pipeline", "token", "class_word", "instance_prompt",
     "resolution", "rank", "steps", "dataset_sha256", "trainer_version", "captions",
 }
 
@@ -50,6 +50,7 @@ def test_writes_lora_avatar_json_and_captions(trained, dataset_zip):
     assert meta["schema"] == 1
     assert meta["pipeline"] == kind
     assert meta["base_model"] == str(base)  # absolute local path, as given
+    assert meta["base_revision"] is None  # a local directory has no Hub commit
     assert meta["token"] == "sks" and meta["class_word"] == "person"
     assert meta["instance_prompt"] == PROMPT
     assert (meta["resolution"], meta["rank"], meta["steps"]) == (64, 4, 4)
@@ -104,6 +105,7 @@ def test_log_lines_are_parseable(trained):
                                  "dataset": run.phase("data")["dataset"]}
     load = run.phase("load")
     assert (load["pipeline"], load["device"], load["dtype"], load["base"]) == (kind, "cpu", "fp32", str(base))
+    assert (load["revision"], load["variant"]) == ("none", "none")  # a local directory, loaded as it is
     assert run.phase("train")["steps"] == "4"
     assert run.phase("resume") is None
     assert run.step_lines() == [(1, 4), (2, 4), (3, 4), (4, 4)]
