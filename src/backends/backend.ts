@@ -110,6 +110,8 @@ export interface EndpointInfo {
   url?: string;
   gpu?: string;
   createdAt: string;
+  /** A deployment still in flight (Vertex lists a deployed model only once it serves). */
+  deploying?: { versionId: string; startedAt: string; operation: string; stage?: string };
 }
 
 export interface DeploySpec {
@@ -127,12 +129,16 @@ export interface PredictResponse {
 }
 
 export interface ServingService {
-  deploy(spec: DeploySpec, options?: { signal?: AbortSignal; onStage?: (stage: string) => void }): Promise<{ endpoint: EndpointInfo; reused: boolean }>;
+  /**
+   * confirmReplace: the new version was refused for quota while older ones serve; true undeploys
+   * them first and tries again (a gap without serving).
+   */
+  deploy(spec: DeploySpec, options?: { signal?: AbortSignal; onStage?: (stage: string) => void; confirmReplace?: (running: string) => Promise<boolean> }): Promise<{ endpoint: EndpointInfo; reused: boolean }>;
   list(filter?: { name?: string }): Promise<EndpointInfo[]>;
   get(name: string): Promise<EndpointInfo | undefined>;
   predict(name: string, body: unknown, options?: { signal?: AbortSignal; timeoutMs?: number }): Promise<PredictResponse>;
   /** Stops serving and deletes the endpoint; false when there was nothing to stop. */
-  down(name: string): Promise<boolean>;
+  down(name: string, options?: { signal?: AbortSignal; onStage?: (stage: string) => void }): Promise<boolean>;
   logs(name: string, options: { onLine: (line: string) => void; tail?: number }): Promise<void>;
   /** --dry-run: the remote requests deploy() would send. */
   plan?(spec: DeploySpec): Promise<PlannedRequest[]>;
@@ -146,6 +152,12 @@ export interface Backend {
   readonly training: TrainingService;
   readonly registry: ModelRegistry;
   readonly serving: ServingService;
+  /**
+   * Why this backend's training jobs and model servers could not load a base model, or undefined.
+   * On Vertex both download it from the Hugging Face Hub: a directory on this machine (or in a
+   * bucket) would only fail after an upload, a job start or a twenty-minute deploy.
+   */
+  baseProblem?(base: string): string | undefined;
   close(): Promise<void>;
 }
 

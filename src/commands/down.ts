@@ -19,7 +19,7 @@ export const downCommand = defineCommand({
           human: [endpoint ? `Would stop the ${name} endpoint.` : `${name} has no endpoint.`, ...formatPlannedRequests(requests)],
         };
       }
-      const stopped = await backend.serving.down(name);
+      const stopped = await backend.serving.down(name, { signal: ctx.signal, onStage: (stage) => ctx.out.info(stage) });
       return {
         data: { name, stopped },
         human: [stopped ? `Stopped the ${name} endpoint; nothing of it is running now.` : `${name} had no endpoint; nothing to stop.`],

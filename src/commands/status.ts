@@ -39,6 +39,9 @@ export const statusCommand = defineCommand({
         ...table([["VERSION", "RUN", "ALIASES"], ...avatar!.models.map((m) => [m.versionId, m.runId, m.aliases.join(",")])]),
         "",
         avatar!.endpoint ? `endpoint: ${avatar!.endpoint.state} (version ${avatar!.endpoint.modelVersion ?? "?"})${avatar!.endpoint.url ? ` ${avatar!.endpoint.url}` : ""}` : "endpoint: not deployed",
+        ...(avatar!.endpoint?.deploying
+          ? [`deploying: version ${avatar!.endpoint.deploying.versionId} since ${avatar!.endpoint.deploying.startedAt}${avatar!.endpoint.deploying.stage ? ` (${avatar!.endpoint.deploying.stage})` : ""}; \`avatar deploy ${name}\` follows it, \`avatar down ${name}\` cancels it`]
+          : []),
       ];
       const next = running && !options.wait ? `avatar status ${name} --wait` : avatar!.endpoint?.state === "ready" ? `avatar generate ${name} "{avatar} as an astronaut"` : avatar!.models.length ? `avatar deploy ${name}` : undefined;
       return { data: avatar, human, next };

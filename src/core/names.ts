@@ -1,13 +1,15 @@
 // Names, run ids and labels: the contract that lets state be recovered from the cloud alone.
 import { badInput } from "./errors.ts";
 
-const avatarNamePattern = /^[a-z][a-z0-9-]{0,39}$/;
+// The last character is a letter or digit: Vertex endpoint ids (avatar-<name>) must end in one
+// (CreateEndpointRequest.endpoint_id), and the check belongs at the first command, not at deploy.
+const avatarNamePattern = /^[a-z](?:[a-z0-9-]{0,38}[a-z0-9])?$/;
 
 export function validateAvatarName(name: string): string {
   if (!avatarNamePattern.test(name)) {
     throw badInput(
       `"${name}" is not a valid avatar name.`,
-      "Use 1-40 characters: a lowercase letter first, then lowercase letters, digits or dashes (e.g. alice or team-bob).",
+      "Use 1-40 characters: a lowercase letter first, then lowercase letters, digits or dashes, ending in a letter or digit (e.g. alice or team-bob).",
     );
   }
   return name;

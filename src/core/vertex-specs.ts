@@ -97,17 +97,20 @@ export function runKeyOf(modelKey: string, checkpointKey: string): string {
 }
 
 /**
- * Why a --base value cannot work on real Vertex, or undefined. A directory on this machine is invisible
- * to the job; a /gcs/… path (a model in a bucket) or a Hub id is fine. With a local emulator the job
- * runs on this machine, so local directories are allowed there.
+ * Why a base model cannot work on real Vertex, or undefined. The training job and the serving
+ * container both load the base with from_pretrained, which on Vertex means the Hugging Face Hub:
+ * the serving container has no /gcs mount, and a directory on this machine is invisible to both.
+ * With a local emulator, jobs and servers run on this machine, so local directories work there.
  */
 export function vertexBaseProblem(base: string, emulated: boolean): string | undefined {
-  if (emulated || base.startsWith("/gcs/") || base.startsWith("gs://")) return undefined;
-  if (base.startsWith("/") || base.startsWith("./") || base.startsWith("~")) {
-    return `${base} is a directory on this machine, which the Vertex training job cannot read`;
-  }
-  return undefined;
+  if (emulated) return undefined;
+  if (/^[A-Za-z0-9][\w.-]*\/[\w.-]+$/.test(base) && !base.includes("..")) return undefined;
+  const where = base.startsWith("/gcs/") || base.startsWith("gs://") ? "a bucket path" : "a directory on this machine";
+  return `${base} is ${where}, not a Hugging Face Hub id: the Vertex training job and serving container load the base from the Hub`;
 }
+
+/** What to do about a base that Vertex cannot load. */
+export const VERTEX_BASE_HINT = "Use sdxl, sd15 or a Hub id (org/name); a model of your own can be pushed to the Hub (a private repo works with an HF token).";
 
 /** The shell line that runs the trainer package from its FUSE directory; exec keeps SIGTERM for python. */
 export function trainerCommand(bucket: string, trainerVersion: string): string[] {

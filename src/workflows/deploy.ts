@@ -9,6 +9,17 @@ export interface DeployInput {
   name: string;
   version?: string;
   gpu: Gpu;
+  /** When quota refuses the new version beside the old one: undeploy the old one first (a gap). */
+  replace?: boolean;
+}
+
+/** --replace, else a question on a terminal; a script without --replace gets the quota error and its hint. */
+function replaceConfirmer(ctx: Context, input: DeployInput): (running: string) => Promise<boolean> {
+  return async (running) => {
+    if (input.replace) return true;
+    if (!ctx.prompts.interactive) return false;
+    return ctx.prompts.confirm({ message: `No serving quota for a second GPU. Undeploy ${running} first? ${input.name} will not answer until the new version serves.`, default: false });
+  };
 }
 
 export interface DeployResult {
@@ -38,6 +49,10 @@ export async function deployAvatar(ctx: Context, backend: Backend, input: Deploy
     const { endpoint, reused } = await backend.serving.deploy(spec, {
       signal: ctx.signal,
       onStage: (stage) => spinner.update(`Deploying ${input.name} v${version.versionId}: ${stage}`),
+      confirmReplace: async (running) => {
+        if (!input.replace && ctx.prompts.interactive) spinner.stop(); // the question needs the line
+        return replaceConfirmer(ctx, input)(running);
+      },
     });
     spinner.succeed(reused ? `${input.name} v${version.versionId} is already serving` : `Deployed ${input.name} v${version.versionId}`);
     return { endpoint, version, reused, dryRun: false };

@@ -13,7 +13,7 @@ import type { Context } from "../context.ts";
 import { AvatarError } from "../core/errors.ts";
 import { isRunId, newRunId } from "../core/names.ts";
 import { MODEL_FILES, manifestProblem, runModelKey, type AvatarManifest } from "../core/run-keys.ts";
-import { registerRun, type RegisterResult } from "./register.ts";
+import { checkServableBase, registerRun, type RegisterResult } from "./register.ts";
 
 export interface ImportResult extends RegisterResult {
   imported: { from: string; runId: string; copied: boolean };
@@ -87,6 +87,7 @@ export async function importArtifact(ctx: Context, backend: Backend, input: { na
   if (manifest.name !== input.name) {
     throw new AvatarError("BAD_INPUT", `${source.label} holds avatar "${manifest.name}", not "${input.name}".`, { hint: `Register it as --name ${manifest.name}.` });
   }
+  checkServableBase(backend, manifest, source.label);
   // The artifact's own run id keeps a second import of it idempotent; without one it gets a new id.
   const runId = isRunId(manifest.run_id) ? manifest.run_id : newRunId();
   manifest = { ...manifest, run_id: runId };

@@ -39,6 +39,16 @@ async function readManifest(backend: Backend, key: string): Promise<AvatarManife
   return parsed as AvatarManifest;
 }
 
+/** Refuses, before anything is written, a model whose base the backend's servers cannot load. */
+export function checkServableBase(backend: Backend, manifest: AvatarManifest, where: string): void {
+  const problem = backend.baseProblem?.(manifest.base_model);
+  if (problem) {
+    throw new AvatarError("BAD_INPUT", `${where} was trained on base_model ${problem}.`, {
+      hint: "Retrain it on sdxl, sd15 or a Hub id, or serve it on the local backend (`avatar serve <model-dir>`).",
+    });
+  }
+}
+
 export async function registerRun(ctx: Context, backend: Backend, input: RegisterInput): Promise<RegisterResult> {
   const modelKey = runModelKey(input.name, input.runId);
   const artifactUri = backend.store.uri(modelKey);
@@ -53,6 +63,7 @@ export async function registerRun(ctx: Context, backend: Backend, input: Registe
   if (manifest.name !== input.name) {
     throw new AvatarError("BAD_INPUT", `${artifactUri} belongs to avatar "${manifest.name}", not "${input.name}".`);
   }
+  checkServableBase(backend, manifest, artifactUri);
   const spec: RegisterSpec = {
     name: input.name,
     runId: input.runId,

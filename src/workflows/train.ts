@@ -7,6 +7,7 @@ import { newRunId, resourceLabels } from "../core/names.ts";
 import { baseModelPresets } from "../core/presets.ts";
 import { runCheckpointKey, runModelKey } from "../core/run-keys.ts";
 import { datasetKey } from "../core/store-keys.ts";
+import { VERTEX_BASE_HINT } from "../core/vertex-specs.ts";
 import { formatDuration } from "../ui/format.ts";
 import { hasCudaGpu, resolveBase } from "./base-model.ts";
 import { registerRun, type RegisterResult } from "./register.ts";
@@ -43,6 +44,8 @@ export interface TrainResult {
 
 /** Refuses a real base model on a CPU-only local backend: days of compute, not minutes. */
 export async function checkTrainable(ctx: Context, backend: Backend, base: ReturnType<typeof resolveBase>, force: boolean): Promise<void> {
+  const problem = backend.baseProblem?.(base.base);
+  if (problem) throw new AvatarError("BAD_INPUT", `--base ${problem}.`, { hint: VERTEX_BASE_HINT });
   if (backend.kind !== "local" || base.tiny || force) return;
   if (await hasCudaGpu()) return;
   throw new AvatarError("BAD_INPUT", `Training ${base.base} on this machine's CPU would take days.`, {

@@ -3,10 +3,10 @@ import { isRunId, newRunId, resourceLabels, validateAvatarName } from "../../src
 import { AvatarError } from "../../src/core/errors.ts";
 
 describe("avatar names", () => {
-  it.each(["a", "alice", "team-bob", "x1", "a".repeat(40)])("accepts %s", (name) => {
+  it.each(["a", "alice", "team-bob", "x1", "a-1", "a".repeat(40)])("accepts %s", (name) => {
     expect(validateAvatarName(name)).toBe(name);
   });
-  it.each(["", "Alice", "1alice", "-a", "al_ice", "a".repeat(41), "al ice", "ålice"])("rejects %j with exit 2", (name) => {
+  it.each(["", "Alice", "1alice", "-a", "al_ice", "a".repeat(41), "al ice", "ålice", "alice-", "team--"])("rejects %j with exit 2", (name) => {
     expect(() => validateAvatarName(name)).toThrow(AvatarError);
     try {
       validateAvatarName(name);

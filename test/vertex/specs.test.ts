@@ -100,10 +100,12 @@ describe("customJobSpec", () => {
 describe("small rules", () => {
   it.each([
     ["stabilityai/stable-diffusion-xl-base-1.0", false, undefined],
-    ["/gcs/bucket/models/sdxl", false, undefined],
-    ["gs://bucket/models/sdxl", false, undefined],
-    ["/home/me/models/tiny", false, "cannot read"],
-    ["./models/tiny", false, "cannot read"],
+    ["stable-diffusion-v1-5/stable-diffusion-v1-5", false, undefined],
+    ["/gcs/bucket/models/sdxl", false, "a bucket path, not a Hugging Face Hub id"],
+    ["gs://bucket/models/sdxl", false, "a bucket path"],
+    ["/home/me/models/tiny", false, "a directory on this machine, not a Hugging Face Hub id"],
+    ["./models/tiny", false, "a directory on this machine"],
+    ["../org/name", false, "not a Hugging Face Hub id"],
     ["/home/me/models/tiny", true, undefined],
   ])("vertexBaseProblem(%s, emulated=%s)", (base, emulated, problem) => {
     const result = vertexBaseProblem(base, emulated);

@@ -2,6 +2,7 @@
 // Needs a project and a bucket; AVATAR_VERTEX_ENDPOINT / AVATAR_GCS_ENDPOINT point it at local fakes.
 import type { Context } from "../../context.ts";
 import { requireValue } from "../../core/config.ts";
+import { vertexBaseProblem } from "../../core/vertex-specs.ts";
 import type { Backend } from "../backend.ts";
 import { VertexClients } from "./clients.ts";
 import type { VertexContext } from "./context.ts";
@@ -35,6 +36,7 @@ export async function openVertexBackend(ctx: Pick<Context, "config" | "env"> & P
     training: new VertexTraining(vctx),
     registry: new VertexRegistry(vctx),
     serving: new VertexServing(vctx),
+    baseProblem: (base) => vertexBaseProblem(base, vctx.emulated),
     async close() {
       await clients.close();
       await store.close();

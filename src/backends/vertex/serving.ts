@@ -12,6 +12,7 @@ import type { DeploySpec, EndpointInfo, PredictResponse, ServingService } from "
 import { errorContext, isNotFound, readRetrying, type VertexContext } from "./context.ts";
 import { mapPredictError, mapVertexError } from "./errors.ts";
 import { waitOperation } from "./lro.ts";
+import { PendingDeploys, type PendingState } from "./pending-deploy.ts";
 
 interface DeployedModelLike {
   id?: string | null;
@@ -62,11 +63,19 @@ export function fromValue(v: ValueLike | null | undefined): unknown {
 /** A shared public endpoint ends an inference after 60 s with UNAVAILABLE (research/vertex-real-behaviour.md). */
 const SHARED_ENDPOINT_LIMIT_S = 60;
 
+interface DeployOptions {
+  signal?: AbortSignal;
+  onStage?: (stage: string) => void;
+  confirmReplace?: (running: string) => Promise<boolean>;
+}
+
 export class VertexServing implements ServingService {
   readonly #v: VertexContext;
+  readonly #pending: PendingDeploys;
 
   constructor(vctx: VertexContext) {
     this.#v = vctx;
+    this.#pending = new PendingDeploys(vctx, () => vctx.clients.endpoints());
   }
 
   async #getRaw(name: string): Promise<EndpointLike | undefined> {
@@ -131,9 +140,12 @@ export class VertexServing implements ServingService {
   }
 
   async plan(spec: DeploySpec): Promise<PlannedRequest[]> {
+    const pending = await this.#pending.get(spec.name);
+    const follow: PlannedRequest[] =
+      pending && !pending.done ? [{ service: "Operations", method: "GetOperation", request: { name: pending.operation }, note: `follow the deployment of v${pending.versionId} in flight first` }] : [];
     const ep = await this.#getRaw(spec.name);
-    if (this.#serves(ep, spec)) return [{ service: "EndpointService", method: "DeployModel", request: null, note: `not needed: version ${spec.version.versionId} is already serving` }];
-    const planned: PlannedRequest[] = [];
+    if (this.#serves(ep, spec)) return [...follow, { service: "EndpointService", method: "DeployModel", request: null, note: `not needed: version ${spec.version.versionId} is already serving` }];
+    const planned: PlannedRequest[] = [...follow];
     if (!ep) planned.push({ service: "EndpointService", method: "CreateEndpoint", request: createEndpointRequest(this.#v.loc, spec.name) });
     planned.push({ service: "EndpointService", method: "DeployModel", request: this.#deployRequest(spec) });
     for (const old of ep?.deployedModels ?? []) {
@@ -142,27 +154,75 @@ export class VertexServing implements ServingService {
     return planned;
   }
 
-  async deploy(spec: DeploySpec, options: { signal?: AbortSignal; onStage?: (stage: string) => void } = {}): Promise<{ endpoint: EndpointInfo; reused: boolean }> {
-    const endpoints = await this.#v.clients.endpoints();
-    const interrupted = {
-      interrupted: `Interrupted; the deployment of ${spec.name} continues on Vertex AI and bills once it serves.`,
-      interruptedHint: `\`avatar status ${spec.name}\` shows it; \`avatar down ${spec.name}\` stops it.`,
-    };
+  async deploy(spec: DeploySpec, options: DeployOptions = {}): Promise<{ endpoint: EndpointInfo; reused: boolean }> {
+    // A deployment still in flight (an earlier `avatar deploy` was interrupted): follow it first.
+    const pending = await this.#pending.get(spec.name);
+    if (pending && !pending.done) {
+      options.onStage?.(`following the deployment of v${pending.versionId} started at ${pending.startedAt}`);
+      const failed = await this.#pending.follow(spec.name, pending, options);
+      if (failed) options.onStage?.(`that deployment failed: ${failed}`);
+    }
     let ep = await this.#getRaw(spec.name);
     if (this.#serves(ep, spec)) return { endpoint: this.#toInfo(ep!), reused: true };
-    if (!ep) {
-      options.onStage?.("creating the endpoint");
-      const context = errorContext(this.#v, `creating the endpoint of ${spec.name}`, { kind: "serving", gpu: spec.gpu });
-      try {
-        const [op] = await endpoints.createEndpoint(createEndpointRequest(this.#v.loc, spec.name));
-        ep = (await waitOperation(op, (n) => endpoints.checkCreateEndpointProgress(n), { intervalMs: this.#v.poll.operationMs, retry: this.#v.retry, signal: options.signal, context, ...interrupted })) as EndpointLike;
-      } catch (error) {
-        // Created meanwhile by another run: use it.
-        if ((error as { code?: unknown }).code !== 6) throw error instanceof AvatarError ? error : mapVertexError(error, context);
-        ep = await this.#getRaw(spec.name);
+    ep ??= await this.#createEndpoint(spec, options);
+    const previous = (ep?.deployedModels ?? []).map((m) => ({ id: String(m.id), version: String(m.modelVersionId ?? "?") }));
+    try {
+      await this.#deployOnce(spec, options);
+    } catch (error) {
+      // Quota for one GPU: the new version cannot start beside the old one. Replacing means a gap.
+      if (!(error instanceof AvatarError) || error.code !== "QUOTA" || previous.length === 0) throw error;
+      const versions = previous.map((p) => `v${p.version}`).join(", ");
+      if (!(await options.confirmReplace?.(versions))) {
+        throw new AvatarError("QUOTA", `Vertex AI refused to start ${spec.name} v${spec.version.versionId} beside ${versions}: the serving GPU quota is used up (a redeploy holds two GPUs until the new version serves).`, {
+          cause: error,
+          hint: `Pass --replace to undeploy ${versions} first (${spec.name} does not answer for the minutes the new version takes to start), or raise the quota: ${error.hint ?? ""}`.trim(),
+        });
       }
+      options.onStage?.(`undeploying ${versions} first (quota allows one GPU)`);
+      for (const request of this.#undeployRequests(ep!)) await this.#undeploy(spec.name, request);
+      await this.#deployOnce(spec, options);
+      previous.length = 0;
     }
-    const previous = (ep?.deployedModels ?? []).map((m) => String(m.id));
+    // The new version has all the traffic now: the old ones only hold GPUs.
+    if (previous.length) {
+      options.onStage?.("undeploying the previous version");
+      for (const { id } of previous) await this.#undeploy(spec.name, { endpoint: endpointName(this.#v.loc, spec.name), deployedModelId: id });
+    }
+    const now = await this.#getRaw(spec.name);
+    if (!now) throw new AvatarError("REMOTE_FAILED", `The endpoint of ${spec.name} disappeared during the deployment.`, { hint: `Run \`avatar deploy ${spec.name}\` again.` });
+    return { endpoint: this.#toInfo(now), reused: false };
+  }
+
+  #interrupted(name: string) {
+    return {
+      interrupted: `Interrupted; the deployment of ${name} continues on Vertex AI and bills once it serves.`,
+      interruptedHint: `\`avatar status ${name}\` shows it; \`avatar down ${name}\` cancels it; \`avatar deploy ${name}\` follows it.`,
+    };
+  }
+
+  async #createEndpoint(spec: DeploySpec, options: DeployOptions): Promise<EndpointLike | undefined> {
+    const endpoints = await this.#v.clients.endpoints();
+    options.onStage?.("creating the endpoint");
+    const context = errorContext(this.#v, `creating the endpoint of ${spec.name}`, { kind: "serving", gpu: spec.gpu });
+    try {
+      const [op] = await endpoints.createEndpoint(createEndpointRequest(this.#v.loc, spec.name));
+      return (await waitOperation(op, (n) => endpoints.checkCreateEndpointProgress(n), {
+        intervalMs: this.#v.poll.operationMs,
+        retry: this.#v.retry,
+        signal: options.signal,
+        context,
+        ...this.#interrupted(spec.name),
+      })) as EndpointLike;
+    } catch (error) {
+      // Created meanwhile by another run: use it.
+      if ((error as { code?: unknown }).code !== 6) throw error instanceof AvatarError ? error : mapVertexError(error, context);
+      return this.#getRaw(spec.name);
+    }
+  }
+
+  /** One DeployModel, recorded in the bucket while it runs (an interrupt leaves the record behind). */
+  async #deployOnce(spec: DeploySpec, options: DeployOptions): Promise<void> {
+    const endpoints = await this.#v.clients.endpoints();
     const context = errorContext(this.#v, `deploying ${spec.name} v${spec.version.versionId}`, { kind: "serving", gpu: spec.gpu });
     let op;
     try {
@@ -170,29 +230,30 @@ export class VertexServing implements ServingService {
     } catch (error) {
       throw mapVertexError(error, context);
     }
-    let stage: string | undefined;
-    await waitOperation(op, (n) => endpoints.checkDeployModelProgress(n), {
-      intervalMs: this.#v.poll.operationMs,
-      retry: this.#v.retry,
-      signal: options.signal,
-      context,
-      ...interrupted,
-      onMetadata: (metadata) => {
-        const text = deploymentStageText((metadata as { deploymentStage?: number | string | null }).deploymentStage);
-        if (text && text !== stage) {
-          stage = text;
-          options.onStage?.(text);
-        }
-      },
-    });
-    // The new version has all the traffic now: the old ones only hold GPUs.
-    if (previous.length) {
-      options.onStage?.("undeploying the previous version");
-      for (const id of previous) await this.#undeploy(spec.name, { endpoint: endpointName(this.#v.loc, spec.name), deployedModelId: id });
+    if (op.name) {
+      await this.#pending.record(spec.name, { operation: op.name, versionId: spec.version.versionId, runId: spec.version.runId, gpu: spec.gpu, startedAt: new Date().toISOString() });
     }
-    const now = await this.#getRaw(spec.name);
-    if (!now) throw new AvatarError("REMOTE_FAILED", `The endpoint of ${spec.name} disappeared during the deployment.`, { hint: `Run \`avatar deploy ${spec.name}\` again.` });
-    return { endpoint: this.#toInfo(now), reused: false };
+    let stage: string | undefined;
+    try {
+      await waitOperation(op, (n) => endpoints.checkDeployModelProgress(n), {
+        intervalMs: this.#v.poll.operationMs,
+        retry: this.#v.retry,
+        signal: options.signal,
+        context,
+        ...this.#interrupted(spec.name),
+        onMetadata: (metadata) => {
+          const text = deploymentStageText((metadata as { deploymentStage?: number | string | null }).deploymentStage);
+          if (text && text !== stage) {
+            stage = text;
+            options.onStage?.(text);
+          }
+        },
+      });
+    } catch (error) {
+      if (!(error instanceof AvatarError && error.code === "INTERRUPTED")) await this.#pending.clear(spec.name);
+      throw error;
+    }
+    await this.#pending.clear(spec.name);
   }
 
   async #undeploy(name: string, request: { endpoint: string; deployedModelId: string; trafficSplit?: Record<string, number> }): Promise<void> {
@@ -220,12 +281,19 @@ export class VertexServing implements ServingService {
     } catch (error) {
       throw mapVertexError(error, errorContext(this.#v, "listing endpoints"));
     }
-    return raw.filter((e) => e.labels?.avatar && (!filter.name || e.labels.avatar === filter.name)).map((e) => this.#toInfo(e));
+    const mine = raw.filter((e) => e.labels?.avatar && (!filter.name || e.labels.avatar === filter.name)).map((e) => this.#toInfo(e));
+    return Promise.all(mine.map(async (info) => this.#withPending(info, await this.#pending.get(info.name))));
   }
 
   async get(name: string): Promise<EndpointInfo | undefined> {
     const ep = await this.#getRaw(name);
-    return ep ? this.#toInfo(ep) : undefined;
+    return ep ? this.#withPending(this.#toInfo(ep), await this.#pending.get(name)) : undefined;
+  }
+
+  /** A deployment in flight shows as `deploying`, with its version and stage. */
+  #withPending(info: EndpointInfo, pending: PendingState | undefined): EndpointInfo {
+    if (!pending || pending.done) return info;
+    return { ...info, state: "deploying", deploying: { versionId: pending.versionId, startedAt: pending.startedAt, operation: pending.operation, ...(pending.stage ? { stage: pending.stage } : {}) } };
   }
 
   async predict(name: string, body: unknown, options: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<PredictResponse> {
@@ -268,17 +336,28 @@ export class VertexServing implements ServingService {
   }
 
   async planDown(name: string): Promise<PlannedRequest[]> {
+    const pending = await this.#pending.get(name);
+    const cancel: PlannedRequest[] =
+      pending && !pending.done ? [{ service: "Operations", method: "CancelOperation", request: { name: pending.operation }, note: `the deployment of v${pending.versionId} in flight, then wait for it to end` }] : [];
     const ep = await this.#getRaw(name);
-    if (!ep) return [];
+    if (!ep) return cancel;
     return [
+      ...cancel,
       ...this.#undeployRequests(ep).map((request) => ({ service: "EndpointService", method: "UndeployModel", request })),
       { service: "EndpointService", method: "DeleteEndpoint", request: { name: ep.name } },
     ];
   }
 
-  async down(name: string): Promise<boolean> {
+  async down(name: string, options: { signal?: AbortSignal; onStage?: (stage: string) => void } = {}): Promise<boolean> {
+    // A deployment in flight would otherwise land after the endpoint is emptied and bill on.
+    const pending = await this.#pending.get(name);
+    if (pending && !pending.done) {
+      options.onStage?.(`cancelling the deployment of v${pending.versionId} in flight`);
+      await this.#pending.cancel(pending);
+      await this.#pending.follow(name, pending, options);
+    }
     const ep = await this.#getRaw(name);
-    if (!ep) return false;
+    if (!ep) return Boolean(pending);
     for (const request of this.#undeployRequests(ep)) await this.#undeploy(name, request);
     const endpoints = await this.#v.clients.endpoints();
     const context = errorContext(this.#v, `deleting the endpoint of ${name}`, { kind: "serving" });

@@ -15,7 +15,7 @@ import { parseTrainerLine, type TrainerProgress } from "../../core/trainer-args.
 import {
   avatarFilter, customJobName, isoTime, jobPhase, jobStateOf, locationName, resourceId, trainerManifestKey, trainerPackageKey,
 } from "../../core/vertex-names.ts";
-import { createCustomJobRequest, trainImage, vertexBaseProblem, type PlannedRequest } from "../../core/vertex-specs.ts";
+import { createCustomJobRequest, trainImage, VERTEX_BASE_HINT, vertexBaseProblem, type PlannedRequest } from "../../core/vertex-specs.ts";
 import { trainerDir } from "../../paths.ts";
 import type { LogOptions, TrainingJob, TrainingJobSpec, TrainingService, WaitOptions } from "../backend.ts";
 import { errorContext, isNotFound, readRetrying, type VertexContext } from "./context.ts";
@@ -75,9 +75,7 @@ export class VertexTraining implements TrainingService {
   async #request(spec: TrainingJobSpec, pkg: TrainerPackage) {
     const problem = vertexBaseProblem(spec.trainer.base, this.#v.emulated);
     if (problem) {
-      throw new AvatarError("BAD_INPUT", `--base ${problem}.`, {
-        hint: "Pass sdxl, sd15 or a Hub id (org/name), or copy the model into the bucket and pass its /gcs/<bucket>/… path.",
-      });
+      throw new AvatarError("BAD_INPUT", `--base ${problem}.`, { hint: VERTEX_BASE_HINT });
     }
     return createCustomJobRequest(this.#v.loc, {
       bucket: this.#v.bucket,
