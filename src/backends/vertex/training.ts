@@ -4,22 +4,19 @@
 // FUSE mount; its stdout also reaches Cloud Logging): `avatar logs` prints that object and the
 // wait reads its step lines for progress. Before the first line, progress comes from the newest
 // complete checkpoint.
-import { createHash } from "node:crypto";
-import { readdir, readFile } from "node:fs/promises";
-import { join } from "node:path";
 import { text as readText } from "node:stream/consumers";
 import { setTimeout as sleep } from "node:timers/promises";
 import { AvatarError } from "../../core/errors.ts";
 import { runCheckpointKey, runLogKey, runModelKey } from "../../core/run-keys.ts";
 import { parseTrainerLine, type TrainerProgress } from "../../core/trainer-args.ts";
 import {
-  avatarFilter, customJobName, isoTime, jobPhase, jobStateOf, locationName, resourceId, trainerManifestKey, trainerPackageKey,
+  avatarFilter, customJobName, isoTime, jobPhase, jobStateOf, locationName, resourceId, trainerManifestKey,
 } from "../../core/vertex-names.ts";
 import { createCustomJobRequest, trainImage, VERTEX_BASE_HINT, vertexBaseProblem, type PlannedRequest } from "../../core/vertex-specs.ts";
-import { trainerDir } from "../../paths.ts";
 import type { LogOptions, TrainingJob, TrainingJobSpec, TrainingService, WaitOptions } from "../backend.ts";
 import { errorContext, isNotFound, readRetrying, type VertexContext } from "./context.ts";
 import { mapVertexError } from "./errors.ts";
+import { ensureTrainerPackage, loadTrainerPackage, trainerPackageKeys, type TrainerPackage } from "./trainer-package.ts";
 
 interface CustomJobLike {
   name?: string | null;
@@ -31,45 +28,18 @@ interface CustomJobLike {
   jobSpec?: { workerPoolSpecs?: { containerSpec?: { args?: string[] | null } | null }[] | null } | null;
 }
 
-interface TrainerPackage {
-  version: string;
-  files: { name: string; body: Buffer }[];
-}
-
 const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
 
 export class VertexTraining implements TrainingService {
   readonly #v: VertexContext;
-  #package: Promise<TrainerPackage> | undefined;
 
   constructor(vctx: VertexContext) {
     this.#v = vctx;
   }
 
-  /** templates/trainer/avatar_trainer/*.py; the version is __version__ plus a content hash. */
+  /** templates/trainer/avatar_trainer/*.py (trainer-package.ts: shared with the doctor's smoke job). */
   trainerPackage(): Promise<TrainerPackage> {
-    this.#package ??= (async () => {
-      const dir = join(trainerDir, "avatar_trainer");
-      const names = (await readdir(dir)).filter((n) => n.endsWith(".py")).sort();
-      const files = await Promise.all(names.map(async (name) => ({ name, body: await readFile(join(dir, name)) })));
-      const hash = createHash("sha256");
-      for (const f of files) hash.update(f.name).update("\0").update(f.body).update("\0");
-      const init = files.find((f) => f.name === "__init__.py")?.body.toString("utf8") ?? "";
-      const semver = /__version__\s*=\s*"([^"]+)"/.exec(init)?.[1] ?? "0";
-      return { version: `${semver.replace(/[^A-Za-z0-9.-]/g, "-")}-${hash.digest("hex").slice(0, 12)}`, files };
-    })();
-    return this.#package;
-  }
-
-  /** Uploads the trainer package once per version; MANIFEST.json, written last, marks it complete. */
-  async #ensureTrainerPackage(pkg: TrainerPackage): Promise<void> {
-    const store = this.#v.store;
-    if (await store.exists(trainerManifestKey(pkg.version))) return;
-    for (const file of pkg.files) {
-      await store.put(`${trainerPackageKey(pkg.version)}/avatar_trainer/${file.name}`, file.body, { contentType: "text/x-python", overwrite: true });
-    }
-    const manifest = { version: pkg.version, files: pkg.files.map((f) => ({ name: `avatar_trainer/${f.name}`, sha256: createHash("sha256").update(f.body).digest("hex") })) };
-    await store.put(trainerManifestKey(pkg.version), Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`), { contentType: "application/json", overwrite: true });
+    return loadTrainerPackage();
   }
 
   async #request(spec: TrainingJobSpec, pkg: TrainerPackage) {
@@ -101,7 +71,7 @@ export class VertexTraining implements TrainingService {
       planned.push({
         service: "Cloud Storage",
         method: "upload",
-        request: { objects: [...pkg.files.map((f) => this.#v.store.uri(`${trainerPackageKey(pkg.version)}/avatar_trainer/${f.name}`)), this.#v.store.uri(trainerManifestKey(pkg.version))] },
+        request: { objects: trainerPackageKeys(pkg).map((key) => this.#v.store.uri(key)) },
         note: `trainer package ${pkg.version}, once per version`,
       });
     }
@@ -115,7 +85,7 @@ export class VertexTraining implements TrainingService {
     // A job of this run that is already queued or running is the one to follow, not a second one.
     const same = (await this.list({ name: spec.name })).find((j) => j.runId === spec.runId && !TERMINAL.has(j.state));
     if (same) return same;
-    await this.#ensureTrainerPackage(pkg);
+    await ensureTrainerPackage(this.#v.store, pkg);
     const jobs = await this.#v.clients.jobs();
     try {
       const [job] = await jobs.createCustomJob(request);
