@@ -13,6 +13,7 @@ import { prepareCommand } from "./prepare.ts";
 import { serveCommand } from "./serve.ts";
 import { trainCommand } from "./train.ts";
 import { demoCommand } from "./demo.ts";
+import { exportCommand } from "./export.ts";
 import { type CommandSpec } from "./spec.ts";
 import { uploadCommand } from "./upload.ts";
 
@@ -29,6 +30,7 @@ export const commands: readonly CommandSpec[] = [
   registerCommand,
   deployCommand,
   generateCommand,
+  exportCommand,
   listCommand,
   downCommand,
   serveCommand,

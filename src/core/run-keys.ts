@@ -18,6 +18,8 @@ export interface AvatarManifest {
   name: string;
   run_id: string;
   base_model: string;
+  /** The Hub commit the base was loaded at; null for a local directory (absent from older trainers). */
+  base_revision?: string | null;
   pipeline: "sd15" | "sdxl";
   token: string;
   class_word: string;
@@ -40,5 +42,8 @@ export function manifestProblem(value: unknown): string | undefined {
   }
   if (m.pipeline !== "sd15" && m.pipeline !== "sdxl") return `has an unknown pipeline "${String(m.pipeline)}"`;
   if (typeof m.resolution !== "number") return 'has no numeric "resolution"';
+  if (m.base_revision !== undefined && m.base_revision !== null && (typeof m.base_revision !== "string" || !/^[0-9a-f]{40}$/.test(m.base_revision))) {
+    return `has a "base_revision" that is not a commit hash: ${JSON.stringify(m.base_revision)}`;
+  }
   return undefined;
 }
