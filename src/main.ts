@@ -147,6 +147,13 @@ export async function run(argv: string[]): Promise<void> {
   process.stderr.on("error", (error: NodeJS.ErrnoException) => {
     if (error.code !== "EPIPE" && error.code !== "ERR_STREAM_DESTROYED") throw error;
   });
+  // Library warnings (the auth library's MetadataLookupWarning, the storage client's
+  // MaxListenersExceededWarning) say nothing a user can act on: shown only with --verbose.
+  const verbose = argv.includes("-v") || argv.includes("--verbose");
+  process.removeAllListeners("warning");
+  process.on("warning", (warning) => {
+    if (verbose) process.stderr.write(`library warning: ${warning.name}: ${warning.message}\n`);
+  });
   const controller = new AbortController();
   const remoteNotes = new Set<string>();
   let interrupts = 0;

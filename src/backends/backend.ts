@@ -161,6 +161,9 @@ export interface Backend {
   close(): Promise<void>;
 }
 
+/** A dry run without credentials: the store reads nothing and remembers what it could not check. */
+export const isOffline = (backend: Pick<Backend, "store">) => typeof backend.store.unchecked === "function";
+
 export async function openBackend(ctx: Context, hooks: { python: () => Promise<string> }): Promise<Backend> {
   if (ctx.config.values.backend === "vertex") {
     const { openVertexBackend } = await import("./vertex/index.ts");

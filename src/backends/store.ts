@@ -62,15 +62,17 @@ export interface ObjectStore {
   /** Idempotent: deleting a missing object is not an error. */
   delete(key: string): Promise<void>;
   close(): Promise<void>;
+  /** A dry run's offline stand-in (no credentials): one line on what it could not check, or undefined. */
+  unchecked?(): string | undefined;
 }
 
 /** The store of the configured backend: GCS for vertex (needs a bucket), a directory for local. */
-export async function openStore(ctx: Pick<Context, "config" | "env">): Promise<ObjectStore> {
+export async function openStore(ctx: Pick<Context, "config" | "env"> & Partial<Pick<Context, "flags">>): Promise<ObjectStore> {
   const values = ctx.config.values;
   if (values.backend === "vertex") {
     const bucket = requireValue(ctx.config, "bucket");
-    const { openGcsStore } = await import("./vertex/store.ts");
-    return openGcsStore({ bucket, project: values.project, env: ctx.env });
+    const { openVertexStore } = await import("./vertex/open-store.ts");
+    return (await openVertexStore({ bucket, project: values.project, env: ctx.env, dryRun: ctx.flags?.dryRun === true })).store;
   }
   const { LocalStore } = await import("./local/store.ts");
   return new LocalStore(values.store);

@@ -42,15 +42,16 @@ export const registerCommand = defineCommand({
       } else if (!runId) {
         const done = (await backend.training.list({ name })).filter((j) => j.state === "succeeded");
         runId = done.at(-1)?.runId;
+        if (!runId && (await import("../backends/backend.ts")).isOffline(backend)) throw new AvatarError("USAGE", `Without Google credentials a dry run cannot list the runs of ${name}.`, { hint: "Pass --run <run-id>, or log in with `gcloud auth application-default login`." });
         if (!runId) throw new AvatarError("NOT_FOUND", `${name} has no finished training run.`, { hint: `Train one with \`avatar train ./selfies --name ${name}\`.` });
       }
       result ??= await registerRun(ctx, backend, { name, runId: runId! });
       const human = result.dryRun
-        ? [`Would register ${result.artifactUri} (${result.manifest.pipeline}, base ${result.manifest.base_model}) as a new version of ${name}.`, ...formatPlannedRequests(result.requests)]
+        ? [`Would register ${result.artifactUri}${result.manifest ? ` (${result.manifest.pipeline}, base ${result.manifest.base_model})` : ""} as a new version of ${name}.`, ...formatPlannedRequests(result.requests)]
         : [
             `${result.created ? "Registered" : "Already registered:"} ${name} version ${result.version!.versionId} (run ${runId})`,
             `artifacts  ${result.artifactUri}${imported ? ` (${imported.copied ? "copied" : "already copied"} from ${imported.from})` : ""}`,
-            `trigger    ${result.manifest.token} ${result.manifest.class_word}`,
+            `trigger    ${result.manifest?.token} ${result.manifest?.class_word}`,
           ];
       return { data: result, human, next: result.dryRun ? undefined : `avatar deploy ${name}` };
     });

@@ -1,5 +1,5 @@
 // Deploy: the avatar's default (or a chosen) model version to its endpoint, with a live stage display.
-import type { Backend, DeploySpec, EndpointInfo, ModelVersion, PlannedRequest } from "../backends/backend.ts";
+import { isOffline, type Backend, type DeploySpec, type EndpointInfo, type ModelVersion, type PlannedRequest } from "../backends/backend.ts";
 import type { Context } from "../context.ts";
 import type { Gpu } from "../core/config.ts";
 import { AvatarError } from "../core/errors.ts";
@@ -31,8 +31,13 @@ export interface DeployResult {
   requests?: PlannedRequest[];
 }
 
+/** A dry run without credentials cannot look the version up: it plans with the alias or id given. */
+function unknownVersion(input: DeployInput): ModelVersion {
+  return { modelId: `avatar-${input.name}`, name: input.name, versionId: input.version ?? "default", runId: "", artifactUri: "", aliases: [], labels: {}, createdAt: "" };
+}
+
 export async function deployAvatar(ctx: Context, backend: Backend, input: DeployInput): Promise<DeployResult> {
-  const version = await backend.registry.get(input.name, input.version);
+  const version = (await backend.registry.get(input.name, input.version)) ?? (isOffline(backend) ? unknownVersion(input) : undefined);
   if (!version) {
     throw new AvatarError("NOT_FOUND", `${input.name} has no registered model${input.version ? ` version ${input.version}` : ""}.`, {
       hint: `Train one with \`avatar train ./selfies --name ${input.name}\`, or list versions with \`avatar status ${input.name}\`.`,

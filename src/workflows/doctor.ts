@@ -6,7 +6,7 @@ import { promisify } from "node:util";
 import type { Context } from "../context.ts";
 import { configKeys, explainSource } from "../core/config.ts";
 import { avatarFilter, gpuQuotaName, L4_REGIONS, locationName } from "../core/vertex-names.ts";
-import { findAdc } from "../backends/vertex/credentials.ts";
+import { ADC_HINT, findAdc } from "../backends/vertex/credentials.ts";
 import { findPython, venvStatus } from "../backends/local/python-env.ts";
 
 export type CheckStatus = "ok" | "warn" | "fail";
@@ -37,7 +37,7 @@ function checkCredentials(ctx: Context): Check {
   const vertex = ctx.config.values.backend === "vertex";
   const adc = findAdc(ctx.env);
   if (adc.found) return ok("credentials", `Application Default Credentials: ${adc.type} (${adc.path ?? adc.source})`);
-  const hint = "Run `gcloud auth application-default login`, or set GOOGLE_APPLICATION_CREDENTIALS (CI: Workload Identity Federation).";
+  const hint = ADC_HINT;
   if (!vertex) return ok("credentials", "not needed by the local backend (no Application Default Credentials found)");
   return fail("credentials", adc.problem ?? "no Application Default Credentials found", hint);
 }
@@ -50,7 +50,7 @@ function checkProject(ctx: Context): Check | undefined {
     : fail("project", "no Google Cloud project set", "Pass --project, set AVATAR_PROJECT, or run `avatar init`.");
 }
 
-async function checkBucket(ctx: Context): Promise<Check> {
+async function checkBucket(ctx: Context, credentials: Check): Promise<Check> {
   const { backend, bucket, project, store } = ctx.config.values;
   if (backend === "local") {
     try {
@@ -62,6 +62,8 @@ async function checkBucket(ctx: Context): Promise<Check> {
     }
   }
   if (!bucket) return fail("bucket", "no bucket set", "Pass --bucket, set AVATAR_BUCKET, or run `avatar init` (it can create one).");
+  // Without credentials the storage client would only fail the same way, after a 30 s metadata probe.
+  if (credentials.status === "fail" && !ctx.env.AVATAR_GCS_ENDPOINT) return warn("bucket", `gs://${bucket} not checked: no credentials`, credentials.hint);
   try {
     const { createStorage } = await import("../backends/vertex/clients.ts");
     const { bucketListable } = await import("../backends/vertex/bucket.ts");
@@ -145,7 +147,7 @@ export async function runDoctor(ctx: Context): Promise<DoctorReport> {
     checkConfig(ctx),
     credentials,
     checkProject(ctx),
-    await checkBucket(ctx),
+    await checkBucket(ctx, credentials),
     await checkVertexApi(ctx, credentials),
     checkGpuRegion(ctx),
     ...(await checkPython(ctx)),

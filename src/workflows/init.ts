@@ -47,7 +47,16 @@ async function handleBucket(ctx: Context, values: Partial<ConfigValues>, options
   const name = values.bucket!;
   const spec = bucketSpec(name, values.region!);
   const { bucketExists, createBucket } = await import("../backends/vertex/bucket.ts");
+  const { ADC_HINT, findAdc, missingCredentials } = await import("../backends/vertex/credentials.ts");
   const env = ctx.env;
+  const adc = findAdc(env);
+  if (!adc.found) {
+    // Say so in one line instead of letting the client probe the metadata server for 30 s.
+    if (options.createBucket && !ctx.flags.dryRun) throw missingCredentials(adc);
+    if (options.createBucket) return { name, action: "would-create", request: spec };
+    ctx.out.warn(`No Google credentials, so gs://${name} was not checked. ${ADC_HINT}`);
+    return { name, action: "skipped" };
+  }
   let exists: boolean;
   try {
     exists = await bucketExists({ bucket: name, project: values.project, env });

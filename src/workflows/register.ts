@@ -2,7 +2,7 @@
 import { readFile } from "node:fs/promises";
 import { text } from "node:stream/consumers";
 import { join } from "node:path";
-import type { Backend, ModelVersion, PlannedRequest, RegisterSpec } from "../backends/backend.ts";
+import { isOffline, type Backend, type ModelVersion, type PlannedRequest, type RegisterSpec } from "../backends/backend.ts";
 import type { Context } from "../context.ts";
 import { AvatarError } from "../core/errors.ts";
 import { resourceLabels } from "../core/names.ts";
@@ -20,7 +20,8 @@ export interface RegisterResult {
   version: ModelVersion | undefined;
   created: boolean;
   artifactUri: string;
-  manifest: AvatarManifest;
+  /** Absent only in a dry run without credentials (it could not be read). */
+  manifest?: AvatarManifest;
   dryRun: boolean;
   /** --dry-run: what would be written and sent. */
   requests?: PlannedRequest[];
@@ -52,24 +53,25 @@ export function checkServableBase(backend: Backend, manifest: AvatarManifest, wh
 export async function registerRun(ctx: Context, backend: Backend, input: RegisterInput): Promise<RegisterResult> {
   const modelKey = runModelKey(input.name, input.runId);
   const artifactUri = backend.store.uri(modelKey);
-  for (const file of input.manifest ? [] : [MODEL_FILES.weights, MODEL_FILES.manifest]) {
+  const offline = isOffline(backend);
+  for (const file of input.manifest || offline ? [] : [MODEL_FILES.weights, MODEL_FILES.manifest]) {
     if (!(await backend.store.exists(`${modelKey}/${file}`))) {
       throw new AvatarError("NOT_FOUND", `${artifactUri}/${file} does not exist: run ${input.runId} of ${input.name} has no finished model.`, {
         hint: `\`avatar status ${input.name}\` lists the runs and their states.`,
       });
     }
   }
-  const manifest = input.manifest ?? (await readManifest(backend, `${modelKey}/${MODEL_FILES.manifest}`));
-  if (manifest.name !== input.name) {
+  const manifest = input.manifest ?? (offline ? undefined : await readManifest(backend, `${modelKey}/${MODEL_FILES.manifest}`));
+  if (manifest && manifest.name !== input.name) {
     throw new AvatarError("BAD_INPUT", `${artifactUri} belongs to avatar "${manifest.name}", not "${input.name}".`);
   }
-  checkServableBase(backend, manifest, artifactUri);
+  if (manifest) checkServableBase(backend, manifest, artifactUri);
   const spec: RegisterSpec = {
     name: input.name,
     runId: input.runId,
     modelKey,
     labels: resourceLabels(input.name, input.runId),
-    description: `${manifest.pipeline} LoRA of ${manifest.base_model}, trigger "${manifest.token} ${manifest.class_word}"`,
+    ...(manifest ? { description: `${manifest.pipeline} LoRA of ${manifest.base_model}, trigger "${manifest.token} ${manifest.class_word}"` } : {}),
   };
   const handlerFiles = [MODEL_FILES.handler, MODEL_FILES.requirements];
   if (ctx.flags.dryRun) {

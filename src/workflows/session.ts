@@ -6,7 +6,10 @@ import { pythonProvider } from "./python.ts";
 export async function withBackend<T>(ctx: Context, work: (backend: Backend) => Promise<T>): Promise<T> {
   const backend = await openBackend(ctx, { python: pythonProvider(ctx) });
   try {
-    return await work(backend);
+    const result = await work(backend);
+    const unchecked = backend.store.unchecked?.();
+    if (unchecked) ctx.out.warn(unchecked);
+    return result;
   } finally {
     await backend.close();
   }

@@ -89,7 +89,7 @@ export async function ensureDataset(
   }
 }
 
-export async function uploadDataset(ctx: Pick<Context, "cwd" | "out" | "signal" | "config" | "env">, options: UploadOptions): Promise<UploadResult> {
+export async function uploadDataset(ctx: Pick<Context, "cwd" | "out" | "signal" | "config" | "env" | "flags">, options: UploadOptions): Promise<UploadResult> {
   const name = validateAvatarName(options.name);
   // Open and check the store while the photos are being prepared: loading the cloud client and a
   // round trip overlap with image work, and a missing bucket still stops the run at once.
@@ -120,6 +120,8 @@ export async function uploadDataset(ctx: Pick<Context, "cwd" | "out" | "signal" 
     const store = await opening;
     try {
       const upload = await ensureDataset(ctx, store, prepared, name, { dryRun: options.dryRun });
+      const unchecked = store.unchecked?.();
+      if (unchecked) ctx.out.warn(unchecked);
       return { ...upload, prepare: prepared.summary };
     } finally {
       await store.close();

@@ -1,6 +1,7 @@
 // Construction of Google clients. AVATAR_GCS_ENDPOINT points the storage client at an emulator
 // (apiEndpoint only: the storage client's emulator-host variable mangles JSON API paths in v8).
 import type { Storage } from "@google-cloud/storage";
+import { offlineClient, type Unchecked } from "./offline.ts";
 
 export interface StorageOptions {
   project?: string;
@@ -33,6 +34,8 @@ export type PredictionServiceClient = InstanceType<V1["PredictionServiceClient"]
 export interface VertexClientOptions {
   region: string;
   env: Readonly<Record<string, string | undefined>>;
+  /** A dry run without credentials: stand-ins that read nothing and record what they skipped. */
+  offline?: Unchecked;
 }
 
 /** Constructor options of every Vertex client (exported for tests). */
@@ -72,7 +75,9 @@ export class VertexClients {
   async #client<T extends { close(): Promise<void> }>(kind: "JobServiceClient" | "ModelServiceClient" | "EndpointServiceClient" | "PredictionServiceClient"): Promise<T> {
     let made = this.#made.get(kind);
     if (!made) {
+      const offline = this.#options.offline;
       made = (async () => {
+        if (offline) return offlineClient(kind, offline) as T;
         const { v1 } = await this.module();
         this.#clientOptions ??= vertexClientOptions(this.#options);
         const Client = v1[kind] as unknown as new (options: Record<string, unknown>) => T;

@@ -16,6 +16,8 @@ export interface VertexContext {
   emulated: boolean;
   /** How reads are retried through transient faults. */
   retry: RetryPolicy;
+  /** A dry run without credentials: every read answers "nothing there" (see offline.ts). */
+  offline: boolean;
 }
 
 /** A read (Get*, List*, GetOperation, a log object) retried through transient faults. */

@@ -5,20 +5,21 @@ import { requireValue } from "../../core/config.ts";
 import { vertexBaseProblem } from "../../core/vertex-specs.ts";
 import type { Backend } from "../backend.ts";
 import { VertexClients } from "./clients.ts";
+import { openVertexStore } from "./open-store.ts";
 import type { VertexContext } from "./context.ts";
 import { pollIntervals } from "./lro.ts";
 import { retryPolicy } from "./retry.ts";
 import { VertexRegistry } from "./registry.ts";
 import { VertexServing } from "./serving.ts";
-import { openGcsStore } from "./store.ts";
 import { VertexTraining } from "./training.ts";
 
-export async function openVertexBackend(ctx: Pick<Context, "config" | "env"> & Partial<Pick<Context, "out" | "signal">>): Promise<Backend> {
+export async function openVertexBackend(ctx: Pick<Context, "config" | "env"> & Partial<Pick<Context, "out" | "signal" | "flags">>): Promise<Backend> {
   const project = requireValue(ctx.config, "project");
   const bucket = requireValue(ctx.config, "bucket");
   const region = ctx.config.values.region;
-  const store = await openGcsStore({ bucket, project, env: ctx.env });
-  const clients = new VertexClients({ region, env: ctx.env });
+  // No credentials: a dry run plans offline; anything else says so now instead of after a 30 s probe.
+  const { store, unchecked } = await openVertexStore({ bucket, project, env: ctx.env, dryRun: ctx.flags?.dryRun === true });
+  const clients = new VertexClients({ region, env: ctx.env, offline: unchecked });
   const poll = pollIntervals(ctx.env);
   const vctx: VertexContext = {
     loc: { project, region },
@@ -28,6 +29,7 @@ export async function openVertexBackend(ctx: Pick<Context, "config" | "env"> & P
     env: ctx.env,
     poll,
     emulated: Boolean(ctx.env.AVATAR_VERTEX_ENDPOINT),
+    offline: unchecked !== undefined,
     retry: { ...retryPolicy(poll.operationMs, (line) => ctx.out?.detail(line)), signal: ctx.signal },
   };
   return {

@@ -83,7 +83,8 @@ export class VertexRegistry implements ModelRegistry {
       const found = (await this.#versions(modelName(this.#v.loc, spec.name), spec.name)).find((v) => v.runId === spec.runId);
       if (found) return [{ service: "ModelService", method: "UploadModel", request: null, note: `not needed: run ${spec.runId} is already version ${found.versionId}` }];
     }
-    return [{ service: "ModelService", method: "UploadModel", request: this.#request(spec, Boolean(existing)) }];
+    const note = this.#v.offline ? `a new version (parentModel) instead if avatar-${spec.name} exists: not checked without credentials` : undefined;
+    return [{ service: "ModelService", method: "UploadModel", request: this.#request(spec, Boolean(existing)), ...(note ? { note } : {}) }];
   }
 
   async register(spec: RegisterSpec, attempt = 1): Promise<{ version: ModelVersion; created: boolean }> {

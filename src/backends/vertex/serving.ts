@@ -146,7 +146,7 @@ export class VertexServing implements ServingService {
     const ep = await this.#getRaw(spec.name);
     if (this.#serves(ep, spec)) return [...follow, { service: "EndpointService", method: "DeployModel", request: null, note: `not needed: version ${spec.version.versionId} is already serving` }];
     const planned: PlannedRequest[] = [...follow];
-    if (!ep) planned.push({ service: "EndpointService", method: "CreateEndpoint", request: createEndpointRequest(this.#v.loc, spec.name) });
+    if (!ep) planned.push({ service: "EndpointService", method: "CreateEndpoint", request: createEndpointRequest(this.#v.loc, spec.name), ...(this.#v.offline ? { note: "unless it exists: not checked without credentials" } : {}) });
     planned.push({ service: "EndpointService", method: "DeployModel", request: this.#deployRequest(spec) });
     for (const old of ep?.deployedModels ?? []) {
       planned.push({ service: "EndpointService", method: "UndeployModel", request: { endpoint: endpointName(this.#v.loc, spec.name), deployedModelId: old.id }, note: "the previous version, after the new one serves" });
@@ -340,6 +340,13 @@ export class VertexServing implements ServingService {
     const cancel: PlannedRequest[] =
       pending && !pending.done ? [{ service: "Operations", method: "CancelOperation", request: { name: pending.operation }, note: `the deployment of v${pending.versionId} in flight, then wait for it to end` }] : [];
     const ep = await this.#getRaw(name);
+    if (!ep && this.#v.offline) {
+      const endpoint = endpointName(this.#v.loc, name);
+      return [
+        { service: "EndpointService", method: "UndeployModel", request: { endpoint, deployedModelId: "<each deployed model>" }, note: "the deployed models are not listed without credentials" },
+        { service: "EndpointService", method: "DeleteEndpoint", request: { name: endpoint } },
+      ];
+    }
     if (!ep) return cancel;
     return [
       ...cancel,
