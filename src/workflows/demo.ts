@@ -62,7 +62,7 @@ export async function runDemo(ctx: Context, backend: Backend, input: DemoInput):
     return value;
   }
 
-  const python = await phase("Python environment", () => pythonProvider(ctx)(), () => "Python environment ready");
+  const python = await phase("Python environment", () => pythonProvider(ctx, { announce: false })(), () => "Python environment ready");
   const photos = await phase(
     "Selfies",
     async () => input.photos ?? (await writeSyntheticSelfies(join(demoDir, "photos"), 8, input.seed), join(demoDir, "photos")),

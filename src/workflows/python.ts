@@ -3,7 +3,11 @@ import type { Context } from "../context.ts";
 import { ensurePythonEnv } from "../backends/local/python-env.ts";
 import type { Spinner } from "../ui/spinner.ts";
 
-export function pythonProvider(ctx: Pick<Context, "config" | "env" | "out" | "signal">): () => Promise<string> {
+/**
+ * The venv's python, set up on first call (later calls share it). `announce: false` when the caller
+ * says "ready" itself (the demo's phase line): the set-up spinner then ends without a line of its own.
+ */
+export function pythonProvider(ctx: Pick<Context, "config" | "env" | "out" | "signal">, options: { announce?: boolean } = {}): () => Promise<string> {
   let ready: Promise<string> | undefined;
   return () => {
     ready ??= (async () => {
@@ -25,7 +29,11 @@ export function pythonProvider(ctx: Pick<Context, "config" | "env" | "out" | "si
           onPhase,
           onLine: (line) => ctx.out.detail(line),
         });
-        if (created) (await spinner)?.succeed("Python environment ready");
+        if (created) {
+          const done = await spinner;
+          if (options.announce === false) done?.stop();
+          else done?.succeed("Python environment ready");
+        }
         return python;
       } catch (error) {
         (await spinner)?.fail("Python environment set-up failed");
