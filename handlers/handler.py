@@ -13,7 +13,15 @@ Request::
 Response::
 
     {"predictions": [{"image_b64": "...", "mime_type": "image/jpeg", "seed": 42,
-                      "prompt": "a photo of sks person on a beach", "width": 1024, "height": 1024}]}
+                      "prompt": "a photo of sks person on a beach", "width": 1024, "height": 1024,
+                      "nsfw": false}]}
+
+``nsfw`` is true when the base's safety checker (SD 1.5 has one, SDXL none) blacked the image out:
+the policy is to keep the checker the base ships with, and to say so instead of staying silent.
+
+Requests that would not fit the serving GPU's memory, the endpoint's time limit or its response
+limit are refused before any work, with a 400 naming the limit and what fits (see "serving
+limits" below: ``AVATAR_GPU``, ``AVATAR_PREDICT_TIMEOUT_S``, ``AVATAR_MAX_RESPONSE_BYTES``).
 
 Self-contained on purpose (the same file runs in the container and in the local server): it
 imports nothing from the avatar repository, and nothing heavy at import time.
@@ -24,13 +32,14 @@ from __future__ import annotations
 import base64
 import io
 import json
+import logging
 import math
 import os
 import secrets
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, NamedTuple
 
 LORA_WEIGHTS_FILE = "pytorch_lora_weights.safetensors"
 AVATAR_JSON = "avatar.json"
@@ -42,6 +51,8 @@ DEFAULT_MAX_RESPONSE_BYTES = 1_500_000  # Vertex shared public endpoints: 1.5 MB
 JPEG_QUALITY = 90
 ADAPTER_NAME = "avatar"
 TINY_MARKER = "avatar-tiny.json"  # written by the tiny-model kit into its pipeline directories
+
+logger = logging.getLogger("avatar.handler")
 
 MAX_INSTANCES = 8
 MAX_PROMPT_CHARS = 1000
@@ -107,6 +118,9 @@ def read_avatar_json(model_dir: str | os.PathLike) -> dict[str, Any]:
     resolution = meta.get("resolution")
     if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution <= 0:
         raise ValueError(f"{path}: 'resolution' must be a positive integer, got {resolution!r}")
+    revision = meta.get("base_revision")
+    if revision is not None and (not isinstance(revision, str) or not revision.strip()):
+        raise ValueError(f"{path}: 'base_revision' must be a Hub revision (commit hash) or null, got {revision!r}")
     return meta
 
 
@@ -252,6 +266,165 @@ def max_response_bytes() -> int:
     return value
 
 
+# ---------------------------------------------------------------------------------------------
+# serving limits (pure: no torch)
+#
+# One inference runs at a time, so a request that cannot finish holds up every request behind
+# it. The handler therefore refuses, before generating, what would not fit: the GPU's memory,
+# the endpoint's time limit, or its response limit. The numbers below are ESTIMATES (rounded
+# from public diffusers/SDXL benchmarks and model sizes, not measured by us on these cards):
+# they are meant to refuse what is clearly too big, not to predict a latency.
+
+GPU_ENV = "AVATAR_GPU"  # the deploy's GPU preset: l4 | t4; absent: detected from torch
+PREDICT_TIMEOUT_ENV = "AVATAR_PREDICT_TIMEOUT_S"
+DEFAULT_PREDICT_TIMEOUT_S = 60.0  # Vertex shared public endpoints answer 503 after 60 s
+CUDA_HEADROOM_GIB = 1.0  # CUDA context and allocator fragmentation, never available to tensors
+# With VAE tiling (above 1024 x 1024) the decoder works on tiles of the VAE's sample size
+# (1024 px for SDXL, 512 px for SD 1.5): its memory stops growing with the image.
+TILING_ABOVE_PIXELS = 1024 * 1024
+BASE64_GROWTH = 4 / 3
+PREDICTION_OVERHEAD_BYTES = 300  # the JSON keys, prompt and numbers around each image
+# Encoded bytes per pixel before base64, for photos: JPEG q90 0.25-0.45, PNG 1.5-2. Images that
+# compress worse (the tiny test models' noise: JPEG 0.55-0.6, PNG 2.5, measured) are caught by
+# the exact check after generating.
+BYTES_PER_PIXEL = {"jpeg": 0.45, "png": 2.0}
+
+
+# NamedTuples, not dataclasses: a dataclass needs its module in sys.modules, which a loader of
+# handler.py (spec_from_file_location) need not do.
+class ModelMemory(NamedTuple):
+    """GiB on the GPU (fp16): weights, UNet activations per image-megapixel (the CFG pair
+    included), VAE decode per megapixel (one image at a time: VAE slicing is always on)."""
+
+    weights: float
+    unet_per_image_mp: float
+    decode_per_mp: float
+
+
+MODEL_MEMORY = {
+    # UNet 1.7 GB + text encoder 0.25 + VAE 0.16 + safety checker 0.6; decode in fp16.
+    "sd15": ModelMemory(weights=2.6, unet_per_image_mp=1.5, decode_per_mp=1.6),
+    # UNet 4.8 GiB + text encoders 1.5 + VAE 0.16; the stock SDXL VAE upcasts to fp32 to decode:
+    # about 3 GB of activations per 1024 x 1024 image (issue #13).
+    "sdxl": ModelMemory(weights=6.6, unet_per_image_mp=1.25, decode_per_mp=3.0),
+}
+
+
+class Device(NamedTuple):
+    """What a device can do, per pipeline kind: seconds per denoising step per image-megapixel
+    (with classifier-free guidance, the default; without it about half), seconds per VAE decode
+    per megapixel, and the memory tensors may use (None: not budgeted)."""
+
+    name: str
+    label: str
+    memory_gib: float | None
+    step_seconds: dict[str, float]
+    decode_seconds: dict[str, float]
+
+
+DEVICES = {
+    # T4, 16 GB (torch sees ~14.7 GiB), fp16 only: ~7 it/s for SD 1.5 at 512 px, ~1.4 s per
+    # step for SDXL at 1024 px.
+    "t4": Device("t4", "an NVIDIA T4", 14.7, {"sd15": 0.5, "sdxl": 1.4}, {"sd15": 0.6, "sdxl": 2.0}),
+    # L4, 24 GB (~22 GiB): roughly 2.5-3x a T4.
+    "l4": Device("l4", "an NVIDIA L4", 22.0, {"sd15": 0.2, "sdxl": 0.45}, {"sd15": 0.3, "sdxl": 0.8}),
+    # CPU (fp32): generous but bounded, a fast many-core machine; "tiny" is the random test/demo
+    # model (measured ~1-2 s per step-megapixel on 2 cores; counted at 1). Host RAM is not
+    # budgeted: on a CPU the time limit is the one that binds.
+    "cpu": Device("cpu", "this CPU", None, {"sd15": 3.0, "sdxl": 8.0, "tiny": 1.0},
+                  {"sd15": 2.0, "sdxl": 4.0, "tiny": 0.2}),
+}
+
+
+def predict_timeout_s() -> float:
+    raw = os.environ.get(PREDICT_TIMEOUT_ENV, "").strip()
+    if not raw:
+        return DEFAULT_PREDICT_TIMEOUT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{PREDICT_TIMEOUT_ENV} must be a positive number of seconds, got {raw!r}")
+    return value
+
+
+def choose_device(preset: str, cuda_gib: float | None) -> tuple[Device, float | None]:
+    """The limits row and the memory budget for this server.
+
+    ``preset`` is AVATAR_GPU (may be empty); ``cuda_gib`` the total memory torch reports for
+    GPU 0, None without CUDA. A preset never claims more memory than the card has (a local GPU
+    under an inherited AVATAR_GPU); without CUDA the CPU row applies whatever the preset says.
+    Without a preset, the card's memory picks the row: 20 GiB and more counts as an L4.
+    """
+    preset = preset.strip().lower()
+    if preset and preset not in ("t4", "l4"):
+        raise ValueError(f"{GPU_ENV} must be t4 or l4 (or unset to detect the GPU), got {preset!r}")
+    if cuda_gib is None:
+        if preset:
+            logger.warning("%s=%s but no CUDA device is visible: using the CPU limits", GPU_ENV, preset)
+        return DEVICES["cpu"], None
+    device = DEVICES[preset] if preset else DEVICES["l4" if cuda_gib >= 20 else "t4"]
+    return device, min(device.memory_gib, cuda_gib)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def refusal(kind: str, device: Device, memory_gib: float | None, images: int, params: dict[str, Any], *,
+            timeout_s: float, max_bytes: int, timing_kind: str | None = None) -> str | None:
+    """Why this request would not fit (memory, time, response size), with what fits; None if it fits.
+
+    ``images`` is the request's total (instances x num_images); one pipeline call holds
+    ``num_images`` of them. ``timing_kind`` picks the timing row (the tiny model on a CPU).
+    """
+    width, height, steps = params["width"], params["height"], params["steps"]
+    per_call = params["num_images"]
+    megapixels = width * height / 1e6
+    size = f"{width}x{height}"
+
+    if memory_gib is not None:
+        model = MODEL_MEMORY[kind]
+        decode_mp = min(megapixels, TILING_ABOVE_PIXELS / 1e6)
+        budget = memory_gib - CUDA_HEADROOM_GIB - model.weights - model.decode_per_mp * decode_mp
+        need = model.unet_per_image_mp * megapixels
+        if per_call * need > budget:
+            fits = max(0, math.floor(budget / need))
+            advice = (f"at most {fits} per prompt fit (parameters.num_images <= {fits})" if fits
+                      else "not even one fits: ask for a smaller width/height")
+            return (f"{_plural(per_call, 'image')} of {size} per prompt need about "
+                    f"{model.weights + model.decode_per_mp * decode_mp + per_call * need + CUDA_HEADROOM_GIB:.1f} GiB "
+                    f"on {device.label} ({memory_gib:.1f} GiB); {advice}")
+
+    rates = timing_kind if timing_kind in device.step_seconds else kind
+    guidance = 1.0 if params["guidance"] > 1 else 0.5  # no CFG below 1: half the UNet batch
+    step = device.step_seconds[rates] * megapixels * guidance
+    per_image = steps * step + device.decode_seconds[rates] * megapixels
+    if images * per_image > timeout_s:
+        fits = math.floor(timeout_s / per_image)
+        if fits:
+            advice = f"at most {_plural(fits, 'image')} of that size and steps fit in one request: split it"
+        else:
+            most_steps = math.floor((timeout_s - device.decode_seconds[rates] * megapixels) / step)
+            advice = (f"even one image needs about {per_image:.0f} s: ask for at most {most_steps} steps at {size}"
+                      if most_steps >= 1 else "ask for a smaller width/height")
+        return (f"{_plural(images, 'image')} of {size} at {steps} steps would take about "
+                f"{images * per_image:.0f} s on {device.label}, over the endpoint's {timeout_s:g} s limit "
+                f"({PREDICT_TIMEOUT_ENV}); {advice}")
+
+    image_bytes = width * height * BYTES_PER_PIXEL[params["format"]] * BASE64_GROWTH + PREDICTION_OVERHEAD_BYTES
+    if images * image_bytes > max_bytes:
+        fits = math.floor(max_bytes / image_bytes)
+        smaller = "ask for a smaller width/height" + (" or format jpeg" if params["format"] == "png" else "")
+        advice = f"at most {_plural(fits, 'image')} of {size} fit in one response: split the request" if fits else smaller
+        where = " of a shared Vertex endpoint" if max_bytes == DEFAULT_MAX_RESPONSE_BYTES else ""
+        return (f"the response would be about {images * image_bytes / 1e6:.1f} MB for {_plural(images, 'image')} "
+                f"of {size} ({params['format']}), over the {max_bytes}-byte limit{where} "
+                f"({MAX_RESPONSE_BYTES_ENV}); {advice}")
+    return None
+
+
 def encode_image(image: Any, fmt: str) -> str:
     buffer = io.BytesIO()
     if fmt == "jpeg":
@@ -273,19 +446,46 @@ def is_tiny_model(base_model: str) -> bool:
         return False
 
 
-def load_base_pipeline(pipeline_class: Any, base_model: str, dtype: Any, *, fp16_variant: bool) -> Any:
-    """from_pretrained with a clear error. On CUDA the fp16 weight files are tried first (half the
-    download for Hub models that ship them), then the default ones."""
+def load_base_pipeline(pipeline_class: Any, base_model: str, dtype: Any, *, fp16_variant: bool,
+                       revision: str | None = None) -> Any:
+    """from_pretrained with a clear error, at the Hub revision the LoRA was trained on (None: the
+    current one). On CUDA the fp16 weight files are tried first (half the download for Hub models
+    that ship them), then the default ones."""
     errors = []
     for variant in (["fp16", None] if fp16_variant else [None]):
         try:
-            return pipeline_class.from_pretrained(base_model, torch_dtype=dtype, variant=variant)
+            return pipeline_class.from_pretrained(base_model, torch_dtype=dtype, variant=variant, revision=revision)
         except Exception as exc:  # noqa: BLE001 - reported below with the model name
             errors.append(exc)
+    at = f" at revision {revision}" if revision else ""
     raise RuntimeError(
-        f"could not load the base pipeline {base_model!r} named in avatar.json "
+        f"could not load the base pipeline {base_model!r}{at} named in avatar.json "
         f"({pipeline_class.__name__}): {errors[-1]}"
     ) from errors[-1]
+
+
+def base_revision(meta: dict[str, Any], base_model: str) -> str | None:
+    """avatar.json's base_revision; warns (serving log) when a Hub base has none: older models
+    load the Hub's current files, which may not be the ones the LoRA was trained on."""
+    revision = meta.get("base_revision")
+    if revision is None and not Path(base_model).is_absolute():
+        logger.warning(
+            "avatar.json records no base_revision: loading the current Hub revision of %s, which may "
+            "differ from the one this LoRA was trained on (models trained by newer avatar versions pin it)",
+            base_model,
+        )
+    return revision
+
+
+class RequestCancelled(RuntimeError):
+    """The client went away (timeout, Ctrl-C): generation stopped at a step boundary."""
+
+
+def nsfw_flags(output: Any, count: int) -> list[bool]:
+    """The safety checker's verdict per image; all False for pipelines without a checker (SDXL,
+    the tiny models): diffusers then reports None."""
+    flags = getattr(output, "nsfw_content_detected", None)
+    return [bool(flag) for flag in flags] if flags is not None else [False] * count
 
 
 # ---------------------------------------------------------------------------------------------
@@ -294,6 +494,11 @@ def load_base_pipeline(pipeline_class: Any, base_model: str, dtype: Any, *, fp16
 
 class EndpointHandler:
     """Loads the base pipeline named by avatar.json plus the avatar's LoRA, once."""
+
+    # Set by a server that can tell when a client has gone away (handlers/local_server.py sets it
+    # around each call): checked at every denoising step. The HF toolkit only calls handler(data)
+    # and never sets it, so there requests always run to the end.
+    is_cancelled: Callable[[], bool] | None = None
 
     def __init__(self, path: str = ""):
         started = time.perf_counter()
@@ -310,22 +515,28 @@ class EndpointHandler:
             raise FileNotFoundError(
                 f"base model directory {self.base_model!r} (avatar.json base_model) does not exist"
             )
+        self.base_revision = base_revision(self.meta, self.base_model)
 
         import torch
         from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 
         self._torch = torch
+        tiny = is_tiny_model(self.base_model)
         if torch.cuda.is_available():
             self.device, self.dtype = "cuda", torch.float16
+            cuda_gib = torch.cuda.get_device_properties(0).total_memory / 2**30
         else:
-            self.device, self.dtype = "cpu", torch.float32
-            if is_tiny_model(self.base_model) and not os.environ.get("OMP_NUM_THREADS"):
+            self.device, self.dtype, cuda_gib = "cpu", torch.float32, None
+            if tiny and not os.environ.get("OMP_NUM_THREADS"):
                 # The tiny random models of the local demo/tests are too small for intra-op
                 # parallelism: one thread is faster, and 10-30x faster on a busy machine where
                 # OpenMP threads spin against each other. Real models keep torch's default.
                 torch.set_num_threads(1)
+        self.limits_device, self.memory_gib = choose_device(os.environ.get(GPU_ENV, ""), cuda_gib)
+        self.timing_kind = "tiny" if tiny else self.kind
         pipeline_class = StableDiffusionXLPipeline if self.kind == "sdxl" else StableDiffusionPipeline
-        pipe = load_base_pipeline(pipeline_class, self.base_model, self.dtype, fp16_variant=self.device == "cuda")
+        pipe = load_base_pipeline(pipeline_class, self.base_model, self.dtype, fp16_variant=self.device == "cuda",
+                                  revision=self.base_revision)
         try:
             pipe.load_lora_weights(str(self.model_dir), weight_name=LORA_WEIGHTS_FILE, adapter_name=ADAPTER_NAME)
         except Exception as exc:
@@ -335,24 +546,64 @@ class EndpointHandler:
             ) from exc
         pipe.to(self.device)
         pipe.set_progress_bar_config(disable=True)
+        # Decode one image at a time: the SDXL VAE upcasts to fp32, ~3 GB per 1024 px image.
+        pipe.vae.enable_slicing()
         self.pipe = pipe
         self._lock = threading.Lock()
         self.load_seconds = time.perf_counter() - started
+        logger.info(
+            "serving %s on %s (%s limits%s)", self.kind, self.device, self.limits_device.name,
+            f", {self.memory_gib:.1f} GiB" if self.memory_gib is not None else "",
+        )
+
+    def check_limits(self, images: int, params: dict[str, Any]) -> None:
+        """Refuse (ValueError: a 400) what would not fit, before any work."""
+        reason = refusal(
+            self.kind, self.limits_device, self.memory_gib, images, params,
+            timeout_s=predict_timeout_s(), max_bytes=max_response_bytes(), timing_kind=self.timing_kind,
+        )
+        if reason:
+            raise ValueError(f"request refused before generating: {reason}")
+
+    def _prepare(self, params: dict[str, Any]) -> None:
+        """Per-request pipeline state, always set absolutely: nothing a failed or cancelled request
+        left behind carries over. (diffusers' cross_attention_kwargs={"scale": s} multiplies the
+        LoRA scaling in place and undoes it only when the UNet forward returns.)"""
+        self.pipe.set_adapters([ADAPTER_NAME], adapter_weights=[params["lora_scale"]])
+        if params["width"] * params["height"] > TILING_ABOVE_PIXELS:
+            self.pipe.vae.enable_tiling()
+        else:
+            self.pipe.vae.disable_tiling()
+
+    def _cancelled(self) -> bool:
+        check = self.is_cancelled
+        return bool(check and check())
+
+    def _on_step_end(self, pipe: Any, step: int, timestep: Any, callback_kwargs: dict) -> dict:
+        if self._cancelled():
+            raise RequestCancelled(
+                f"the client went away: generation stopped after step {step + 1} of {pipe.num_timesteps}"
+            )
+        return callback_kwargs
 
     def __call__(self, data: Any) -> dict[str, Any]:
         request = parse_request(
             data, default_width=self.default_size, default_height=self.default_size, trigger=self.trigger
         )
         params = request["parameters"]
+        self.check_limits(len(request["instances"]) * params["num_images"], params)
         limit = max_response_bytes()
         torch = self._torch
         predictions = []
         with self._lock, torch.inference_mode():
+            self._prepare(params)
             for instance in request["instances"]:
+                if self._cancelled():
+                    raise RequestCancelled("the client went away: generation stopped between prompts")
                 seeds = [(params["seed"] + k) % (MAX_SEED + 1) for k in range(params["num_images"])]
                 # CPU generators: the same seed gives the same starting noise on any device.
                 generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
-                images = self.pipe(
+                output = self.pipe(
                     prompt=instance["prompt"],
                     negative_prompt=instance["negative_prompt"],
                     num_inference_steps=params["steps"],
@@ -361,10 +612,10 @@ class EndpointHandler:
                     height=params["height"],
                     num_images_per_prompt=params["num_images"],
                     generator=generators,
-                    cross_attention_kwargs={"scale": params["lora_scale"]},
+                    callback_on_step_end=self._on_step_end,
                     output_type="pil",
-                ).images
-                for seed, image in zip(seeds, images):
+                )
+                for seed, image, nsfw in zip(seeds, output.images, nsfw_flags(output, len(seeds))):
                     predictions.append(
                         {
                             "image_b64": encode_image(image, params["format"]),
@@ -373,14 +624,18 @@ class EndpointHandler:
                             "prompt": instance["prompt"],
                             "width": image.width,
                             "height": image.height,
+                            "nsfw": nsfw,
                         }
                     )
         response = {"predictions": predictions}
+        # The estimate refused the clear cases up front; this catches images that compress worse
+        # than estimated.
         size = len(json.dumps(response))
         if size > limit:
+            where = " of a shared Vertex endpoint" if limit == DEFAULT_MAX_RESPONSE_BYTES else ""
             raise ValueError(
-                f"the response would be {size} bytes, over the {limit}-byte limit of a shared Vertex endpoint "
-                f"({len(predictions)} image{'s' if len(predictions) != 1 else ''}); ask for fewer images per request (instances x num_images), "
+                f"the response would be {size} bytes, over the {limit}-byte limit{where} "
+                f"({_plural(len(predictions), 'image')}); ask for fewer images per request (instances x num_images), "
                 f"a smaller width/height, or format jpeg ({MAX_RESPONSE_BYTES_ENV} changes the limit)"
             )
         return response

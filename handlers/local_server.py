@@ -25,7 +25,10 @@ the image's versions already); only the JSON deserializer (the toolkit's image/a
 useless for this handler, which rejects such bodies anyway); no ``/metrics`` route; long bodies
 are truncated in the "needs a inputs key" message; a daemon inference thread instead of anyio's
 pool (shutdown never waits more than a few seconds for an inference; requests cut off by it get
-uvicorn's 500); a 1 ms GIL switch interval so health stays fast while the handler runs Python.
+``503 {"error": ...}``); a 1 ms GIL switch interval so health stays fast while the handler runs
+Python; a request whose client has gone away (timeout, Ctrl-C) is cancelled: it never starts if
+still queued, and a handler with an ``is_cancelled`` attribute (handler.py) is told, so it stops
+at its next denoising step instead of holding the GPU (the toolkit would run it to the end).
 
 Usage: python handlers/local_server.py [--model-dir DIR] [--host 127.0.0.1] [--port 5000]
 """
@@ -53,6 +56,8 @@ DEFAULT_PORT = 5000
 SUPPORTED_CONTENT_TYPES = ("application/json", "application/json; charset=UTF-8")
 # Seconds to let in-flight requests finish after SIGTERM/SIGINT before they are dropped.
 GRACEFUL_SHUTDOWN_SECONDS = 5
+# How often a waiting request checks whether its client is still connected.
+DISCONNECT_POLL_SECONDS = 0.2
 
 EXIT_CONFIG = 1  # bad environment / arguments / port in use
 EXIT_STARTUP = 3  # the handler could not be imported or constructed
@@ -203,6 +208,10 @@ class InferenceWorker:
     """One daemon thread running the handler: one inference at a time, in submission order.
 
     A daemon thread (not anyio's worker pool) so that shutdown never waits for a long inference.
+    Each job carries a cancel event, set when its client goes away: a job cancelled while queued
+    never starts, and a running one is stopped by the handler at its next denoising step when
+    the handler has the optional ``is_cancelled`` hook (handler.py does; the HF toolkit never
+    sets it, so in the real container requests always run to the end).
     """
 
     def __init__(self, handler: Callable[[Any], Any]):
@@ -214,9 +223,16 @@ class InferenceWorker:
 
     def _run(self) -> None:
         while True:
-            body, future, loop = self._jobs.get()
+            body, future, loop, cancel = self._jobs.get()
+            if cancel.is_set():
+                gone = RequestGone("the client went away before the request started")
+                loop.call_soon_threadsafe(_settle, future, None, gone)
+                continue
             self.busy = True
+            hooked = hasattr(self._handler, "is_cancelled")
             try:
+                if hooked:
+                    self._handler.is_cancelled = cancel.is_set
                 result = self._handler(body)
             except BaseException as exc:  # noqa: BLE001 - every failure goes back to the request
                 if not isinstance(exc, Exception):  # e.g. SystemExit from a handler: still just a 400
@@ -225,13 +241,33 @@ class InferenceWorker:
             else:
                 loop.call_soon_threadsafe(_settle, future, result, None)
             finally:
+                if hooked:
+                    self._handler.is_cancelled = None
                 self.busy = False
 
-    async def submit(self, body: Any) -> Any:
+    def submit(self, body: Any) -> tuple[asyncio.Future, threading.Event]:
+        """Queue a job; returns its future and the event that cancels it."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self._jobs.put((body, future, loop))
-        return await future
+        cancel = threading.Event()
+        self._jobs.put((body, future, loop, cancel))
+        return future, cancel
+
+
+class RequestGone(Exception):
+    """The client disconnected before its request was served."""
+
+
+async def run_until_done_or_gone(request: Any, future: asyncio.Future, cancel: threading.Event) -> Any:
+    """Await the job, polling the connection: a client that went away (timeout, Ctrl-C) cancels
+    its job, so that it does not hold the GPU while the requests queued behind it wait."""
+    while True:
+        done, _ = await asyncio.wait({future}, timeout=DISCONNECT_POLL_SECONDS)
+        if done:
+            return future.result()
+        if not cancel.is_set() and await request.is_disconnected():
+            log.warning("predict: the client went away; cancelling its request")
+            cancel.set()
 
 
 def _settle(future: asyncio.Future, result: Any, exc: BaseException | None) -> None:
@@ -250,8 +286,8 @@ def build_app(worker: InferenceWorker, health_routes: list[str], predict_routes:
     from starlette.responses import PlainTextResponse, Response
     from starlette.routing import Route
 
-    def error(message: str) -> Response:
-        return Response(orjson.dumps({"error": message}), status_code=400, media_type="application/json")
+    def error(message: str, status: int = 400) -> Response:
+        return Response(orjson.dumps({"error": message}), status_code=status, media_type="application/json")
 
     async def health(request: Request) -> Response:
         return PlainTextResponse("Ok")
@@ -272,7 +308,8 @@ def build_app(worker: InferenceWorker, health_routes: list[str], predict_routes:
             if request.query_params and "parameters" not in body:
                 body["parameters"] = {k: _query_value(v) for k, v in request.query_params.items()}
 
-            result = await worker.submit(body)
+            future, cancel = worker.submit(body)
+            result = await run_until_done_or_gone(request, future, cancel)
 
             accept = request.headers.get("accept")
             if accept in (None, "", "*/*", "application/json"):
@@ -291,6 +328,11 @@ def build_app(worker: InferenceWorker, health_routes: list[str], predict_routes:
         except Exception as exc:  # noqa: BLE001 - the container turns every failure into a 400
             log.error("predict failed: %s: %s", type(exc).__name__, _abbreviate(str(exc), 500))
             return error(str(exc))
+        except asyncio.CancelledError:
+            # uvicorn cancels requests still running when its graceful shutdown times out; answer
+            # in the {"error": ...} contract instead of its plain-text 500.
+            log.error("predict cancelled: the server is shutting down")
+            return error("the server is shutting down; the request was not finished", 503)
         log.info("predict ok in %.3fs", time.perf_counter() - started)
         return response
 

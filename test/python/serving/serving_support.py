@@ -256,10 +256,12 @@ FAKE_HANDLER = textwrap.dedent(
     import fake_sibling  # importable only if the server put the model dir on sys.path
 
     _lock = threading.Lock()
-    _state = {"calls": 0, "active": 0, "max_active": 0}
+    _state = {"calls": 0, "active": 0, "max_active": 0, "cancelled": []}
 
 
     class EndpointHandler:
+        is_cancelled = None  # the optional hook the local server sets around each call
+
         def __init__(self, path):
             self.path = path
             self.path_type = type(path).__name__
@@ -279,6 +281,11 @@ FAKE_HANDLER = textwrap.dedent(
                 params = data.get("parameters") or {}
                 if "sleep" in params:
                     time.sleep(params["sleep"])
+                for step in range(params.get("steps_of_50ms", 0)):  # a cancellable "pipeline"
+                    time.sleep(0.05)
+                    if self.is_cancelled and self.is_cancelled():
+                        _state["cancelled"].append({"id": params.get("id"), "step": step + 1})
+                        raise RuntimeError(f"cancelled after step {step + 1}")
                 if "spin" in params:  # pure-Python busy loop: holds the GIL as much as it can
                     end = time.perf_counter() + params["spin"]
                     x = 0
@@ -306,6 +313,8 @@ FAKE_HANDLER = textwrap.dedent(
                     "sys_path0": sys.path[0],
                     "module": __name__,
                     "sibling": fake_sibling.VALUE,
+                    "cancelled": list(_state["cancelled"]),
+                    "hooked_during_call": self.is_cancelled is not None,
                 }
             finally:
                 with _lock:

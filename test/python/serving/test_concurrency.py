@@ -144,3 +144,19 @@ def test_real_requests_in_order_and_health_fast_during_inference(sd15_server):
     assert [i for i, _ in sorted(finished, key=lambda f: f[1])] == list(range(REAL_REQUESTS))
     assert len(latencies) >= 20
     assert_health_fast(latencies)
+
+
+def test_a_client_gone_away_stops_the_real_pipeline_and_the_next_request_is_served(sd15_server):
+    """The real handler: a 4 x 100-step request (about half a minute here) whose client leaves
+    after 1.5 s stops at its next denoising step; the request queued behind it is served."""
+    long_body = {"instances": ["{avatar} waiting"], "parameters": {"steps": 100, "num_images": 4, "guidance": 0, "seed": 1}}
+    leaver = threading.Thread(target=lambda: pytest.raises(TimeoutError, sd15_server.predict_json, long_body, timeout=1.5))
+    leaver.start()
+    time.sleep(0.3)
+    status, result = sd15_server.predict_json({"instances": ["{avatar}"], "parameters": {"steps": 1, "guidance": 0, "seed": 9}})
+    leaver.join(timeout=10)
+    assert status == 200 and result["predictions"][0]["seed"] == 9
+    stopped = [line for line in sd15_server.stderr().splitlines() if "generation stopped after step" in line]
+    assert len(stopped) == 1, sd15_server.stderr()[-2000:]
+    step = int(stopped[0].split("generation stopped after step ")[1].split(" ")[0])
+    assert 1 <= step < 100 and stopped[0].endswith("of 100")

@@ -175,6 +175,8 @@ def write_model(tmp_path, meta=None, lora=True, raw=None):
         ({"class_word": None}, "'class_word' must be a non-empty string"),
         ({"resolution": "512"}, "'resolution' must be a positive integer"),
         ({"resolution": 0}, "'resolution' must be a positive integer"),
+        ({"base_revision": 5}, "'base_revision' must be a Hub revision (commit hash) or null, got 5"),
+        ({"base_revision": " "}, "'base_revision' must be a Hub revision (commit hash) or null"),
     ],
 )
 def test_invalid_avatar_json(handler_module, tmp_path, change, fragment):

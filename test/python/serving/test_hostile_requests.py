@@ -89,6 +89,11 @@ CASES = [
     ("format-gif", body(parameters={"format": "gif"}), JSON, "", "parameters.format must be one of jpeg, png"),
     ("query-parameter-out-of-range", body(), JSON, "?steps=0", "parameters.steps must be between 1 and 100"),
     ("query-unknown-parameter", body(), JSON, "?scheduler=euler", "unknown key 'scheduler' in parameters"),
+    # valid but too big (issue #13): ran for more than nine minutes, blocking every request behind it
+    ("8-instances-x-8-images", body(instances=[{"prompt": "a"}] * 8, parameters={"num_images": 8}), JSON, "",
+     "request refused before generating: 64 images of 256x256 at 30 steps would take about"),
+    ("response-too-big", body(instances=[{"prompt": "a"}] * 8, parameters={"num_images": 8, "steps": 1, "format": "png"}),
+     JSON, "", "the response would be about 11.2 MB for 64 images of 256x256 (png)"),
 ]
 
 
@@ -119,6 +124,6 @@ def test_server_still_serves_images_after_the_hostile_suite(server):
     )
     assert status == 200, result
     [prediction] = result["predictions"]
-    assert prediction["mime_type"] == "image/jpeg" and prediction["seed"] == 5
+    assert prediction["mime_type"] == "image/jpeg" and prediction["seed"] == 5 and prediction["nsfw"] is False
     image = Image.open(io.BytesIO(base64.b64decode(prediction["image_b64"])))
     assert image.format == "JPEG" and image.size == (256, 256)
