@@ -71,10 +71,11 @@ export function parseSafetensors(bytes: Uint8Array): SafetensorsFile {
 }
 
 /**
- * Serialises tensors (in name order) with optional string metadata. The header is padded with
+ * Serialises tensors (in name order) with optional string metadata, as the chunks of the file:
+ * the length + header, then each tensor's bytes (views, not copies). The header is padded with
  * spaces to a multiple of 8 bytes, as the reference implementation does, so tensor data stays aligned.
  */
-export function serializeSafetensors(tensors: ReadonlyMap<string, Tensor>, metadata: Readonly<Record<string, string>> = {}): Buffer {
+export function safetensorsChunks(tensors: ReadonlyMap<string, Tensor>, metadata: Readonly<Record<string, string>> = {}): Uint8Array[] {
   const names = [...tensors.keys()].sort();
   const header: Record<string, unknown> = {};
   if (Object.keys(metadata).length > 0) header.__metadata__ = metadata;
@@ -90,16 +91,15 @@ export function serializeSafetensors(tensors: ReadonlyMap<string, Tensor>, metad
   let json = JSON.stringify(header);
   json += " ".repeat((8 - (Buffer.byteLength(json) % 8)) % 8);
   const headerBytes = Buffer.from(json, "utf8");
-  const out = Buffer.allocUnsafe(8 + headerBytes.byteLength + offset);
-  out.writeBigUInt64LE(BigInt(headerBytes.byteLength), 0);
-  headerBytes.copy(out, 8);
-  let at = 8 + headerBytes.byteLength;
-  for (const name of names) {
-    const data = tensors.get(name)!.data;
-    out.set(data, at);
-    at += data.byteLength;
-  }
-  return out;
+  const head = Buffer.allocUnsafe(8 + headerBytes.byteLength);
+  head.writeBigUInt64LE(BigInt(headerBytes.byteLength), 0);
+  headerBytes.copy(head, 8);
+  return [head, ...names.map((name) => tensors.get(name)!.data)];
+}
+
+/** The whole file in one buffer (see safetensorsChunks). */
+export function serializeSafetensors(tensors: ReadonlyMap<string, Tensor>, metadata: Readonly<Record<string, string>> = {}): Buffer {
+  return Buffer.concat(safetensorsChunks(tensors, metadata));
 }
 
 /** A float32 tensor of shape [] holding one number (how kohya files store `.alpha`). */

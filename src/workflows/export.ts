@@ -11,7 +11,7 @@ import type { Context } from "../context.ts";
 import { AvatarError } from "../core/errors.ts";
 import { KohyaError, kohyaMetadata, toKohya } from "../core/kohya.ts";
 import { MODEL_FILES, manifestProblem, runModelKey, type AvatarManifest } from "../core/run-keys.ts";
-import { parseSafetensors, SafetensorsError, serializeSafetensors } from "../core/safetensors.ts";
+import { parseSafetensors, SafetensorsError, safetensorsChunks } from "../core/safetensors.ts";
 
 export const EXPORT_FORMATS = ["diffusers", "kohya"] as const;
 export type ExportFormat = (typeof EXPORT_FORMATS)[number];
@@ -128,7 +128,7 @@ function readmeText(result: Omit<ExportResult, "sidecars" | "dryRun">, manifest:
   ].join("\n");
 }
 
-async function writeAtomically(path: string, body: Uint8Array | string): Promise<void> {
+async function writeAtomically(path: string, body: Iterable<Uint8Array> | string): Promise<void> {
   const temp = join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
   try {
     await writeFile(temp, body);
@@ -153,7 +153,7 @@ export async function exportLora(ctx: Context, backend: Backend, input: ExportIn
   await checkDestination(ctx, out);
   const folder = modelFolder(backend, input.name, version);
   const spinner = await ctx.out.spinner(`Reading ${folder.uri}`);
-  let body: Buffer;
+  let body: Uint8Array[]; // the file's chunks: views into the weights read, not copies
   let layers: number;
   let tensors: number;
   let manifest: AvatarManifest;
@@ -169,7 +169,7 @@ export async function exportLora(ctx: Context, backend: Backend, input: ExportIn
       throw error;
     }
     if (input.format === "diffusers") {
-      body = weights; // as trained: byte for byte what the registered model serves
+      body = [weights]; // as trained: byte for byte what the registered model serves
       layers = [...parsed.tensors.keys()].filter((k) => /\.(lora\.down|lora_A)\.weight$/.test(k)).length;
       tensors = parsed.tensors.size;
     } else {
@@ -181,7 +181,7 @@ export async function exportLora(ctx: Context, backend: Backend, input: ExportIn
         throw error;
       }
       const trigger = `${manifest.token} ${manifest.class_word}`;
-      body = serializeSafetensors(converted.tensors, kohyaMetadata({ title: `${input.name}-v${version.versionId}`, pipeline: manifest.pipeline, rank: converted.rank, trigger, resolution: manifest.resolution }));
+      body = safetensorsChunks(converted.tensors, kohyaMetadata({ title: `${input.name}-v${version.versionId}`, pipeline: manifest.pipeline, rank: converted.rank, trigger, resolution: manifest.resolution }));
       layers = converted.modules;
       tensors = converted.tensors.size;
     }
@@ -203,8 +203,8 @@ export async function exportLora(ctx: Context, backend: Backend, input: ExportIn
     pipeline: manifest.pipeline,
     layers,
     tensors,
-    bytes: body.byteLength,
-    sha256: createHash("sha256").update(body).digest("hex"),
+    bytes: body.reduce((n, chunk) => n + chunk.byteLength, 0),
+    sha256: body.reduce((hash, chunk) => hash.update(chunk), createHash("sha256")).digest("hex"),
   };
   const sidecars = sidecarPaths(out);
   if (ctx.flags.dryRun) return { ...result, sidecars, dryRun: true };
