@@ -24,11 +24,11 @@ function lora(modules: string[], rank: number): Buffer {
 
 const attn = (block: string) => ["attn1", "attn2"].flatMap((a) => ["to_q", "to_k", "to_v", "to_out.0"].map((p) => `${block}.transformer_blocks.0.${a}.${p}`));
 
-function modelFolder(dir: string, pipeline: "sd15" | "sdxl", runId: string, modules: string[]): string {
+function modelFolder(dir: string, pipeline: "sd15" | "sdxl", runId: string, modules: string[], name = NAME): string {
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, "pytorch_lora_weights.safetensors"), lora(modules, 4));
   const manifest = {
-    schema: 1, name: NAME, run_id: runId, base_model: pipeline === "sdxl" ? "stabilityai/stable-diffusion-xl-base-1.0" : "stable-diffusion-v1-5/stable-diffusion-v1-5",
+    schema: 1, name, run_id: runId, base_model: pipeline === "sdxl" ? "stabilityai/stable-diffusion-xl-base-1.0" : "stable-diffusion-v1-5/stable-diffusion-v1-5",
     base_revision: pipeline === "sdxl" ? "462165984030d82259a11f4367a4eed129e94a7b" : null, pipeline, token: "sks", class_word: "person",
     instance_prompt: "a photo of sks person", resolution: pipeline === "sdxl" ? 1024 : 512, rank: 4, steps: 800,
     dataset_sha256: "0".repeat(64), trainer_version: "0.1.0", captions: "none",
@@ -107,6 +107,24 @@ describe("avatar export", () => {
     expect(code).toBe(0);
     expect(json!.data).toMatchObject({ dryRun: true, format: "kohya", layers: 16 });
     expect(existsSync(join(home, "dry.safetensors")) || existsSync(join(home, "dry.json"))).toBe(false);
+  });
+
+  it("refuses a registered file that is not a safetensors LoRA, and one kohya cannot express", async () => {
+    // Another avatar, so the versions above stay alice's newest.
+    const broken = modelFolder(join(home, "gpu", "broken"), "sd15", "20260103-000000", [], "carol");
+    writeFileSync(join(broken, "pytorch_lora_weights.safetensors"), "not safetensors at all");
+    const te = modelFolder(join(home, "gpu", "te"), "sd15", "20260104-000000", [], "carol");
+    writeFileSync(join(te, "pytorch_lora_weights.safetensors"), serializeSafetensors(new Map([
+      ["text_encoder.text_model.encoder.layers.0.self_attn.q_proj.lora_A.weight", { dtype: "F32", shape: [1, 1], data: new Uint8Array(4) }],
+    ])));
+    for (const dir of [broken, te]) expect((await cli(["register", "--name", "carol", "--artifact-uri", dir])).code).toBe(0);
+    const garbage = await cli(["export", "carol", "--model-version", "20260103-000000", "--format", "kohya", "--out", "g.safetensors"]);
+    expect(garbage.code).toBe(2);
+    expect(garbage.json!.error!.message).toMatch(/pytorch_lora_weights\.safetensors has a header length past the end of the file\.$/);
+    const textEncoder = await cli(["export", "carol", "--model-version", "20260104-000000", "--format", "kohya", "--out", "t.safetensors"]);
+    expect(textEncoder.code).toBe(2);
+    expect(textEncoder.json!.error).toMatchObject({ code: "BAD_INPUT", hint: "--format diffusers exports it as it is." });
+    expect(existsSync(join(home, "g.safetensors")) || existsSync(join(home, "t.safetensors"))).toBe(false);
   });
 
   it.each([
