@@ -79,7 +79,10 @@ export async function waitForTraining(ctx: Context, backend: Backend, id: string
       });
     }
     if (job.state !== "succeeded") {
-      throw new AvatarError("REMOTE_FAILED", `Training ${job.state}${job.error ? `: ${job.error}` : ""}.`, { hint: `See \`avatar logs ${job.name} --run ${job.runId}\`.` });
+      // A preempted Spot job ends FAILED on Vertex; its checkpoints let the same command go on.
+      const checkpoint = job.name && job.runId ? await newestCheckpoint(backend, job.name, job.runId).catch(() => 0) : 0;
+      const resume = checkpoint > 0 ? `Run the same \`avatar train\` again to resume from the checkpoint at step ${checkpoint}; see ` : "See ";
+      throw new AvatarError("REMOTE_FAILED", `Training ${job.state}${job.error ? `: ${job.error}` : ""}.`, { hint: `${resume}\`avatar logs ${job.name} --run ${job.runId}\`.` });
     }
     return job;
   } finally {

@@ -55,6 +55,8 @@ export async function waitOperation<R, M>(
       throw new AvatarError("INTERRUPTED", options.interrupted, { hint: options.interruptedHint });
     }
     try {
+      // gax already retries GetOperation on UNAVAILABLE/DEADLINE_EXCEEDED (its operations client
+      // config); this adds INTERNAL and a --verbose line per retry.
       op = await retryRead(`reading operation ${name}`, () => check(name!), { ...options.retry, signal: options.signal });
     } catch (error) {
       throw mapVertexError(error, options.context);
