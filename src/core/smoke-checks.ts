@@ -87,7 +87,7 @@ function jobCheck(o: SmokeOutcome): SmokeCheck {
   if (o.gaveUp) {
     return { name: "smoke-job", status: "fail", message: `job ${id} did not finish in time (still ${job.state}); it was cancelled`, hint: `Vertex had no ${SMOKE_MACHINE} for it in ${o.region} or the image pull is slow; try again, or another region. ${logsHint(o)}` };
   }
-  return { name: "smoke-job", status: "ok", message: `job ${id} (${SMOKE_MACHINE}, no GPU) ran in ${o.region} and ended ${job.state} after ${Math.round(o.seconds)} s` };
+  return { name: "smoke-job", status: "ok", message: `job ${id} (${SMOKE_MACHINE}, no GPU) ran in ${o.region}: ${job.state} after ${Math.round(o.seconds)} s` };
 }
 
 function imageCheck(o: SmokeOutcome): SmokeCheck {

@@ -181,9 +181,14 @@ const objectNames = async () => (await gcs.storage().bucket(BUCKET).getFiles())[
 const smokeObjects = async () => (await objectNames()).filter((k) => k.startsWith("avatar/_smoke/"));
 
 /** Resolves once the next CreateCustomJob has been received (the fake starts jobs after a delay). */
-async function nextJobCreated(): Promise<void> {
+async function nextJobCreated(cli: Promise<unknown>): Promise<void> {
   const before = vertex.requests("CreateCustomJob").length;
-  while (vertex.requests("CreateCustomJob").length === before) await new Promise((r) => setTimeout(r, 25));
+  let ended = false;
+  void cli.finally(() => (ended = true));
+  while (vertex.requests("CreateCustomJob").length === before) {
+    if (ended) throw new Error("the CLI ended before creating the smoke job");
+    await new Promise((r) => setTimeout(r, 25));
+  }
 }
 
 beforeAll(async () => {
@@ -274,7 +279,7 @@ describe("avatar doctor --smoke", () => {
 
   it("a probe the job does not see fails bucket-mount with the service agent's IAM fix", async () => {
     const running = smoke();
-    await nextJobCreated();
+    await nextJobCreated(running);
     const probe = (await smokeObjects()).find((k) => k.endsWith("/in/datasets/probe.bin"))!;
     await gcs.storage().bucket(BUCKET).file(probe).delete();
     const result = await running;
@@ -331,7 +336,9 @@ describe("avatar doctor --smoke", () => {
     child.stderr.on("data", (d) => (stderr += d));
     const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
     const cancels = vertex.requests("CancelCustomJob").length;
-    await nextJobCreated();
+    await nextJobCreated(exited).catch((error) => {
+      throw new Error(`${(error as Error).message}:\n${stderr}`);
+    });
     await new Promise((r) => setTimeout(r, 300)); // the CLI has the job's name and is waiting
     child.kill("SIGINT");
     expect(await exited).toBe(130);
