@@ -4,9 +4,9 @@ import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
+import { ensureFakeGcsServer } from "./support/tools.mjs";
 
 const root = new URL("..", import.meta.url).pathname;
-const tools = join(root, ".tools", "bin");
 const results = join(root, "test-results");
 const node = process.execPath;
 
@@ -20,17 +20,14 @@ function step(title) {
   process.stdout.write(`\n== ${title}\n`);
 }
 
-// 1. fake-gcs-server, built from the Go module proxy once and kept in .tools/bin.
+// 1. fake-gcs-server, built from the Go module proxy once and kept in .tools/bin (test/support/tools.mjs).
 step("GCS emulator");
-const emulator = join(tools, "fake-gcs-server");
-if (!existsSync(emulator)) {
-  const status = run("go", ["install", "github.com/fsouza/fake-gcs-server@v1.55.1"], {
-    env: { ...process.env, GOBIN: tools, GOTOOLCHAIN: process.env.GOTOOLCHAIN ?? "auto" },
-  });
-  if (status !== 0) {
-    console.error("Could not build fake-gcs-server (needs Go >= 1.25 and the Go module proxy).");
-    process.exit(1);
-  }
+let emulator;
+try {
+  emulator = ensureFakeGcsServer({ stdio: "inherit" });
+} catch (error) {
+  console.error(error.message);
+  process.exit(1);
 }
 console.log(emulator);
 
