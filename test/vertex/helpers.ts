@@ -10,7 +10,7 @@ import type { Backend } from "../../src/backends/backend.ts";
 import { openVertexBackend } from "../../src/backends/vertex/index.ts";
 import { repoRoot } from "../support/cli.ts";
 import { startGcsEmulator, type GcsEmulator } from "../support/gcs-emulator.ts";
-import { fetchObject, startVertexFake, venvPython, type VertexFake } from "../support/vertex-fake.ts";
+import { fetchObject, startVertexFake, venvPython, type VertexFake, type VertexFakeOptions } from "../support/vertex-fake.ts";
 
 export const PROJECT = "avatar-test";
 export const REGION = "us-central1";
@@ -25,10 +25,11 @@ export interface VertexWorld {
   stop(): Promise<void>;
 }
 
-export async function startVertexWorld(bucket: string): Promise<VertexWorld> {
+/** `fakeOptions`: the Vertex fake's options (predictTimeoutMs, deployDelayMs, servingGpuQuota, …). */
+export async function startVertexWorld(bucket: string, fakeOptions: Omit<VertexFakeOptions, "gcsEndpoint"> = {}): Promise<VertexWorld> {
   const gcs = await startGcsEmulator();
   await gcs.createBucket(bucket);
-  const fake = await startVertexFake({ gcsEndpoint: gcs.endpoint, project: PROJECT, env: { HF_HUB_OFFLINE: "1", OMP_NUM_THREADS: "1" } });
+  const fake = await startVertexFake({ project: PROJECT, ...fakeOptions, env: { HF_HUB_OFFLINE: "1", OMP_NUM_THREADS: "1", ...fakeOptions.env }, gcsEndpoint: gcs.endpoint });
   const env = { AVATAR_GCS_ENDPOINT: gcs.endpoint, AVATAR_VERTEX_ENDPOINT: fake.address, AVATAR_VERTEX_POLL_MS: "150" };
   const opened: Backend[] = [];
   return {
