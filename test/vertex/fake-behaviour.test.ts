@@ -1,14 +1,18 @@
 // The Vertex fake itself, through the REAL @google-cloud/aiplatform clients: it answers the way real
 // Vertex does where the CLI must cope (predict errors and the 60 s limit, scripted transient faults,
-// Spot preemption, slow and cancelled deployments, serving GPU quota, CPU jobs on the FUSE mount).
-// Small Python stand-ins (an echo handler.py, a scripted
+// Spot preemption, slow and cancelled deployments, serving GPU quota, CPU jobs on the FUSE mount),
+// and `npm run fakes` serves it for manual runs. Small Python stand-ins (an echo handler.py, a scripted
 // HTTP server, a checkpointing "trainer") keep this fast: no model weights are involved.
+import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { createInterface } from "node:readline";
 import { helpers, protos, v1 } from "@google-cloud/aiplatform";
 import { grpc } from "google-gax";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { repoRoot } from "../support/cli.ts";
 import { startGcsEmulator, type GcsEmulator } from "../support/gcs-emulator.ts";
 import { fetchObject, PREDICT_REQUEST_LIMIT, startVertexFake, type VertexFake } from "../support/vertex-fake.ts";
 
@@ -514,4 +518,74 @@ describe("deployments: in flight, cancelled, listed; serving GPU quota", () => {
       fake.setDeployDelay(0);
     }
   }, LONG);
+});
+
+describe("npm run fakes", () => {
+  const script = join(repoRoot, "test", "support", "fakes.ts");
+  const run = (args: string[]) => spawnSync(process.execPath, ["--experimental-strip-types", script, ...args], { cwd: repoRoot, encoding: "utf8", timeout: 60_000 });
+  const refused = (port: number) =>
+    new Promise<boolean>((resolve) => {
+      const socket = connect(port, "127.0.0.1");
+      socket.once("connect", () => (socket.destroy(), resolve(false)));
+      socket.once("error", () => resolve(true));
+    });
+
+  it("prints the export lines, applies the faults file through a real client, and stops cleanly on SIGINT", async () => {
+    const faults = join(work, "faults.json");
+    writeFileSync(faults, JSON.stringify([{ method: "ListCustomJobs", code: 14, times: 2, message: "The service is currently unavailable." }]));
+    const child = spawn(process.execPath, ["--experimental-strip-types", script, "--faults", faults, "--bucket", "fakes-bucket", "--project", "fakes-project"], { cwd: repoRoot, stdio: ["ignore", "pipe", "pipe"] });
+    let stderr = "";
+    child.stderr.on("data", (d) => (stderr += d));
+    const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+    try {
+      const env: Record<string, string> = {};
+      const lines = createInterface({ input: child.stdout });
+      for await (const line of lines) {
+        const m = /^export ([A-Z_]+)=(.*)$/.exec(line);
+        if (m) env[m[1]!] = m[2]!;
+        if (env.AVATAR_VERTEX_POLL_MS) break;
+      }
+      expect(env).toMatchObject({ AVATAR_BACKEND: "vertex", AVATAR_PROJECT: "fakes-project", AVATAR_REGION: "us-central1", AVATAR_BUCKET: "fakes-bucket" });
+      expect(env.AVATAR_GCS_ENDPOINT).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+      expect(env.AVATAR_VERTEX_ENDPOINT).toMatch(/^127\.0\.0\.1:\d+$/);
+      expect((await fetch(`${env.AVATAR_GCS_ENDPOINT}/storage/v1/b/fakes-bucket`)).status).toBe(200);
+
+      const clients = clientsFor(env.AVATAR_VERTEX_ENDPOINT!);
+      try {
+        const request = { parent: "projects/fakes-project/locations/us-central1" };
+        for (let i = 0; i < 2; i++) expect(await failure(clients.jobs.listCustomJobs(request))).toMatchObject({ code: 14, details: "The service is currently unavailable." });
+        expect((await clients.jobs.listCustomJobs(request))[0]).toEqual([]);
+      } finally {
+        await closeClients(clients);
+      }
+
+      child.kill("SIGINT");
+      expect(await exited, stderr).toBe(0);
+      expect(await refused(Number(env.AVATAR_VERTEX_ENDPOINT!.split(":")[1]))).toBe(true);
+      expect(await refused(Number(new URL(env.AVATAR_GCS_ENDPOINT!).port))).toBe(true);
+    } finally {
+      child.kill("SIGKILL");
+    }
+  }, LONG);
+
+  it("a bad faults file or a bad option exits 2 with a message, before starting anything", () => {
+    const write = (name: string, body: string) => {
+      const path = join(work, name);
+      writeFileSync(path, body);
+      return path;
+    };
+    const unknown = run(["--faults", write("unknown.json", JSON.stringify([{ method: "GetCustomJobz", code: 14, message: "x" }]))]);
+    expect(unknown.status).toBe(2);
+    expect(unknown.stderr).toMatch(/fault 1: unknown method "GetCustomJobz"/);
+    expect(unknown.stdout).toBe("");
+    const code = run(["--faults", write("code.json", JSON.stringify([{ method: "GetCustomJob", code: 42, message: "x" }]))]);
+    expect(code.status).toBe(2);
+    expect(code.stderr).toMatch(/code must be a gRPC status code 1-16, got 42/);
+    const notArray = run(["--faults", write("object.json", JSON.stringify({ method: "GetCustomJob", code: 14 }))]);
+    expect(notArray.status).toBe(2);
+    expect(notArray.stderr).toMatch(/expected a JSON array/);
+    const option = run(["--deploy-delay-ms", "soon"]);
+    expect(option.status).toBe(2);
+    expect(option.stderr).toMatch(/--deploy-delay-ms takes a whole number/);
+  });
 });
