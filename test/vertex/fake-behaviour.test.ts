@@ -127,10 +127,14 @@ print("done", flush=True)
 // What a `doctor --smoke` job does with the trainer kit: runs from a bucket "directory" and writes back.
 const SMOKE = `
 import json, os, sys
-files = sorted(os.path.relpath(os.path.join(d, f), ".") for d, _, fs in os.walk(".") for f in fs)
-os.makedirs(os.path.dirname(sys.argv[1]), exist_ok=True)
-with open(sys.argv[1], "w") as out:
-    json.dump({"files": files}, out)
+
+def listing(top):
+    return sorted(os.path.relpath(os.path.join(d, f), top) for d, _, fs in os.walk(top) for f in fs)
+
+out_path, probe = sys.argv[1], sys.argv[sys.argv.index("--probe-dir") + 1]
+os.makedirs(os.path.dirname(out_path), exist_ok=True)
+with open(out_path, "w") as out:
+    json.dump({"files": listing("."), "probe": listing(probe), "probe_text": open(os.path.join(probe, "sub", "b.txt")).read()}, out)
 `;
 
 type Clients = {
@@ -235,6 +239,8 @@ beforeAll(async () => {
     // A trainer kit as the CLI uploads it: objects only, no "directory" placeholder objects.
     put("kit/0.1/pkg/__init__.py", ""),
     put("kit/0.1/pkg/smoke.py", SMOKE),
+    put("probe/a.txt", "a"),
+    put("probe/sub/b.txt", "b"),
   ]);
 }, LONG);
 
@@ -370,11 +376,14 @@ describe("custom jobs: CPU machines, the FUSE mount, Spot preemption", () => {
     const [n1] = await c.jobs.createCustomJob({ parent, customJob: { ...jobSpec(["true"], []), jobSpec: { workerPoolSpecs: [{ machineSpec: { machineType: "n1-standard-4" }, replicaCount: 1, containerSpec: { imageUri: "x", command: ["true"] } }] } } });
     expect((await finished(fake, c, n1.name!)).state).toBe("JOB_STATE_SUCCEEDED");
 
-    const [smoke] = await c.jobs.createCustomJob({ parent, customJob: jobSpec(["sh", "-c", `cd /gcs/${BUCKET}/kit/0.1 && exec python -m pkg.smoke /gcs/${BUCKET}/smoke/out.json`], []) });
+    const [smoke] = await c.jobs.createCustomJob({
+      parent,
+      customJob: jobSpec(["sh", "-c", `cd /gcs/${BUCKET}/kit/0.1 && exec python -m pkg.smoke "$@"`, "sh"], [`/gcs/${BUCKET}/smoke/out.json`, "--probe-dir", `/gcs/${BUCKET}/probe`]),
+    });
     const done = await finished(fake, c, smoke.name!);
     expect(done.state, fake.jobLog(smoke.name!.split("/").at(-1)!).join("\n")).toBe("JOB_STATE_SUCCEEDED");
     const out = JSON.parse((await fetchObject(gcs.endpoint, BUCKET, "smoke/out.json")).toString());
-    expect(out.files).toEqual(["pkg/__init__.py", "pkg/smoke.py"]);
+    expect(out).toEqual({ files: ["pkg/__init__.py", "pkg/smoke.py"], probe: ["a.txt", "sub/b.txt"], probe_text: "b" });
     const [files] = await gcs.storage().bucket(BUCKET).getFiles({ prefix: "kit/" });
     expect(files.map((f) => f.name).sort()).toEqual(["kit/0.1/pkg/__init__.py", "kit/0.1/pkg/smoke.py"]); // nothing added
   }, LONG);

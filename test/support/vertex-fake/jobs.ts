@@ -69,7 +69,9 @@ export function jobService(ctx: Ctx, unary: (method: string, handler: Handler) =
     try {
       // What the job names in the bucket: /gcs/<bucket>/<path> in its command and args, and its base
       // output dir. A path that is a "directory" (a prefix with objects under it, no placeholder
-      // objects needed) comes down with everything under it.
+      // objects needed) comes down with everything under it, as Cloud Storage FUSE shows implicit
+      // directories; whether Vertex's mount does so for objects written through the JSON API is
+      // unconfirmed (research: vertex-real-behaviour.md, "Training FUSE").
       const strings: string[] = [...container.command, ...container.args];
       const wanted: { bucket: string; prefix: string }[] = [];
       for (const s of strings) for (const m of s.matchAll(/\/gcs\/([a-z0-9][a-z0-9._-]*)\/([^\s'"]*)/g)) wanted.push({ bucket: m[1]!, prefix: m[2]!.replace(/\/+$/, "") });
