@@ -67,7 +67,7 @@ export const generateCommand = defineCommand({
         contactSheet: options.contactSheet !== false,
         store: options.batch !== undefined,
       });
-      const human = result.images.map((i) => `${i.file}  seed ${i.seed}`);
+      const human = result.images.map((i) => `${i.file}  seed ${i.seed}${i.nsfw ? "  (blacked out by the safety checker)" : ""}`);
       if (result.contactSheet) human.push(`contact sheet  ${result.contactSheet}`);
       if (result.stored) human.push(`kept in  ${result.stored.uri}`);
       return { data: result, human, next: `avatar down ${name}  (stop the endpoint when you are done)` };

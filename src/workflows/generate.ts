@@ -1,5 +1,7 @@
-// Generate: prompts → predict requests (one image each, so every response stays well under the
-// 1.5 MB limit of a shared Vertex endpoint) → image files, a contact sheet, and seeds to reproduce them.
+// Generate: prompts → predict requests → image files, a contact sheet, and seeds to reproduce them.
+// One image per request: the smallest unit of work, so every request fits what handler.py accepts
+// on any GPU (it refuses up front what would not fit the GPU's memory, the endpoint's time limit
+// or the 1.5 MB response limit of a shared Vertex endpoint), and Ctrl-C loses at most one image.
 import { mkdir, readdir, readFile, rmdir, writeFile } from "node:fs/promises";
 import { basename, join, resolve } from "node:path";
 import type { Backend } from "../backends/backend.ts";
@@ -35,6 +37,8 @@ export interface GeneratedImage {
   seed: number;
   width?: number;
   height?: number;
+  /** Blacked out by the base's safety checker (SD 1.5 has one; the handler keeps it). */
+  nsfw: boolean;
 }
 
 export interface GenerateResult {
@@ -97,12 +101,12 @@ export async function generateImages(ctx: Context, backend: Backend, input: Gene
         const seed = baseSeed + images.length; // every image its own seed, reproducible from the first
         const instance = input.negativePrompt ? { prompt, negative_prompt: input.negativePrompt } : { prompt };
         const response = await backend.serving.predict(input.name, { instances: [instance], parameters: { ...parameters, num_images: 1, seed } }, { signal: ctx.signal });
-        const prediction = response.predictions[0] as { image_b64?: string; mime_type?: string; seed?: number; width?: number; height?: number; prompt?: string } | undefined;
+        const prediction = response.predictions[0] as { image_b64?: string; mime_type?: string; seed?: number; width?: number; height?: number; prompt?: string; nsfw?: boolean } | undefined;
         if (!prediction?.image_b64) throw new AvatarError("REMOTE_FAILED", "The endpoint answered without an image.");
         const extension = prediction.mime_type === "image/png" ? "png" : "jpg";
         const file = join(dir, `${String(images.length + 1).padStart(2, "0")}-${slug(raw)}-${seed}.${extension}`);
         await writeFile(file, Buffer.from(prediction.image_b64, "base64"));
-        images.push({ file, prompt: prediction.prompt ?? prompt, seed: prediction.seed ?? seed, width: prediction.width, height: prediction.height });
+        images.push({ file, prompt: prediction.prompt ?? prompt, seed: prediction.seed ?? seed, width: prediction.width, height: prediction.height, nsfw: prediction.nsfw === true });
         progress.update(images.length);
       }
     }
@@ -113,6 +117,9 @@ export async function generateImages(ctx: Context, backend: Backend, input: Gene
     throw error;
   }
   progress.done();
+  for (const [index, image] of images.entries()) {
+    if (image.nsfw) ctx.out.warn(`image ${index + 1} was blacked out by the safety checker (${basename(image.file)}); try another seed or prompt.`);
+  }
   const contactSheet = input.contactSheet && images.length > 1 ? await writeContactSheet(images.map((i) => i.file), join(dir, "contact-sheet.jpg")) : undefined;
   await writeFile(join(dir, "images.json"), `${JSON.stringify({ name: input.name, images: images.map((i) => ({ ...i, file: i.file.slice(dir.length + 1) })) }, null, 2)}\n`);
   const stored = input.store ? await storeOutputs(ctx, backend, input.name, dir) : undefined;

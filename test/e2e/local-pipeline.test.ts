@@ -147,7 +147,7 @@ describe("local backend commands", () => {
     const generated = await runCli(["generate", name, "{avatar} smiling", "--steps", "2", "--seed", "5", "--width", "256", "--height", "256", "--json"], { env, cwd: home, timeoutMs: LONG });
     expect(generated.code, generated.stderr).toBe(0);
     expect(generated.json!.data.images).toHaveLength(1);
-    expect(generated.json!.data.images[0]).toMatchObject({ seed: 5, prompt: "sks person smiling" });
+    expect(generated.json!.data.images[0]).toMatchObject({ seed: 5, prompt: "sks person smiling", nsfw: false });
     expect(await decodable(generated.json!.data.images[0].file)).toEqual({ width: 256, height: 256 });
 
     const folders = readdirSync(join(home, "avatars", name)).length;
