@@ -192,6 +192,9 @@ export function uploadModelRequest(loc: VertexLocation, input: UploadModelInput)
       imageUri: input.imageUri,
       // No HF_MODEL_ID / HF_MODEL_DIR: the image takes the model from AIP_STORAGE_URI (the artifacts),
       // and handler.py reads the base model id from avatar.json.
+      // No AVATAR_GPU either: the env is fixed here, at register, and the GPU is chosen later, at
+      // deploy (one model version may be deployed on a T4 or an L4). handler.py sizes its limits
+      // from the card torch detects (T4 ~15 GiB, L4 ~22 GiB) instead.
       env: [{ name: "HF_HUB_DISABLE_TELEMETRY", value: "1" }],
       ports: [{ containerPort: 8080 }],
       // Loading SDXL and installing requirements.txt takes minutes before the port opens.

@@ -55,7 +55,8 @@ export interface RunningServer {
 /** Starts handlers/local_server.py and resolves once it prints its ready line (the handler is built by then). */
 export async function startServer(ctx: Context, python: string, modelDir: string, port: number, onLine: (line: string) => void): Promise<RunningServer> {
   const child = spawn(python, [join(handlersDir, "local_server.py"), "--model-dir", modelDir, "--port", String(port)], {
-    env: { ...ctx.env, PYTHONUNBUFFERED: "1" },
+    // No shared endpoint in front: the handler's time limit is the check's 600 s client timeout.
+    env: { AVATAR_PREDICT_TIMEOUT_S: "600", ...ctx.env, PYTHONUNBUFFERED: "1" },
     stdio: ["ignore", "pipe", "pipe"],
   });
   const exited = new Promise<number | null>((done) => child.on("exit", (code) => done(code)));

@@ -31,7 +31,7 @@ export function openLocalBackend(ctx: Pick<Context, "config" | "env">, options: 
     store,
     training: new LocalTraining({ dir: join(home, "jobs"), storePath, storeUri: (k) => store.uri(k), python: options.python, env: ctx.env }),
     registry: new LocalRegistry(root, (k) => store.uri(k)),
-    serving: new LocalServing({ dir: join(home, "endpoints"), modelDir, python: options.python, env: ctx.env }),
+    serving: new LocalServing({ dir: join(home, "endpoints"), modelDir, python: options.python, env: ctx.env, gpu: ctx.config.sources.gpu === "default" ? undefined : ctx.config.values.gpu }),
     close: () => store.close(),
   };
 }

@@ -25,9 +25,29 @@ export interface LocalServingOptions {
   env: NodeJS.ProcessEnv;
   /** How long a model may take to load before the deploy fails. */
   startTimeoutMs?: number;
+  /**
+   * The GPU preset the user configured (--gpu, AVATAR_GPU, avatar.config.json), undefined when it
+   * is only the default. Passed to the handler as AVATAR_GPU, which sizes its limits by it on a
+   * CUDA machine (never beyond the card's memory); unset, the handler detects the card, and on a
+   * CPU it uses CPU limits either way.
+   */
+  gpu?: "t4" | "l4";
 }
 
+/** predict's client timeout; also the handler's time limit (AVATAR_PREDICT_TIMEOUT_S) locally. */
+const PREDICT_TIMEOUT_MS = 600_000;
+
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * The environment of the local serving container, as far as handler.py's limits go: AVATAR_GPU
+ * only when configured (an inherited one is dropped otherwise), and no shared endpoint in front,
+ * so the time limit is this client's timeout (unless set); the response limit stays 1.5 MB.
+ */
+export function handlerLimitsEnv(env: NodeJS.ProcessEnv, gpu: "t4" | "l4" | undefined): NodeJS.ProcessEnv {
+  const { AVATAR_GPU: _inherited, ...rest } = env;
+  return { AVATAR_PREDICT_TIMEOUT_S: String(PREDICT_TIMEOUT_MS / 1000), ...rest, ...(gpu ? { AVATAR_GPU: gpu } : {}) };
+}
 
 export class LocalServing implements ServingService {
   readonly #options: LocalServingOptions;
@@ -72,7 +92,7 @@ export class LocalServing implements ServingService {
       detached: true,
       stdio: ["ignore", fd, fd],
       env: {
-        ...this.#options.env,
+        ...handlerLimitsEnv(this.#options.env, this.#options.gpu),
         PYTHONUNBUFFERED: "1",
         AIP_MODE: "PREDICTION",
         AIP_HTTP_PORT: "0",
@@ -173,7 +193,7 @@ export class LocalServing implements ServingService {
       throw new AvatarError("NOT_FOUND", `${name} is not deployed.`, { hint: `Run \`avatar deploy ${name}\` first.` });
     }
     const { request } = await import("undici");
-    const timeout = options.timeoutMs ?? 600_000;
+    const timeout = options.timeoutMs ?? PREDICT_TIMEOUT_MS;
     const response = await request(`${record.url}${record.predictRoute}`, {
       method: "POST",
       headers: { "content-type": "application/json" },
