@@ -372,57 +372,68 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
+def _memory_refusal(kind: str, device: Device, memory_gib: float, per_call: int, width: int, height: int) -> str | None:
+    """One pipeline call holds ``per_call`` images (num_images) in the UNet; the VAE decodes one."""
+    model = MODEL_MEMORY[kind]
+    megapixels = width * height / 1e6
+    fixed = CUDA_HEADROOM_GIB + model.weights + model.decode_per_mp * min(megapixels, TILING_ABOVE_PIXELS / 1e6)
+    per_image = model.unet_per_image_mp * megapixels
+    if fixed + per_call * per_image <= memory_gib:
+        return None
+    fits = max(0, math.floor((memory_gib - fixed) / per_image))
+    advice = (f"at most {fits} per prompt fit (parameters.num_images <= {fits})" if fits
+              else "not even one fits: ask for a smaller width/height")
+    return (f"{_plural(per_call, 'image')} of {width}x{height} per prompt need about "
+            f"{fixed + per_call * per_image:.1f} GiB on {device.label} ({memory_gib:.1f} GiB); {advice}")
+
+
+def _time_refusal(rates: str, device: Device, images: int, params: dict[str, Any], timeout_s: float) -> str | None:
+    """The request's images are generated one call after another: their times add up."""
+    width, height, steps = params["width"], params["height"], params["steps"]
+    megapixels = width * height / 1e6
+    guidance = 1.0 if params["guidance"] > 1 else 0.5  # no CFG at 1 or below: half the UNet batch
+    step = device.step_seconds[rates] * megapixels * guidance
+    decode = device.decode_seconds[rates] * megapixels
+    per_image = steps * step + decode
+    if images * per_image <= timeout_s:
+        return None
+    fits = math.floor(timeout_s / per_image)
+    if fits:
+        advice = f"at most {_plural(fits, 'image')} of that size and steps fit in one request: split it"
+    else:
+        most_steps = math.floor((timeout_s - decode) / step)
+        advice = (f"even one image needs about {per_image:.0f} s: ask for at most {most_steps} steps at {width}x{height}"
+                  if most_steps >= 1 else "ask for a smaller width/height")
+    return (f"{_plural(images, 'image')} of {width}x{height} at {steps} steps would take about "
+            f"{images * per_image:.0f} s on {device.label}, over the endpoint's {timeout_s:g} s limit "
+            f"({PREDICT_TIMEOUT_ENV}); {advice}")
+
+
+def _size_refusal(images: int, params: dict[str, Any], max_bytes: int) -> str | None:
+    width, height, fmt = params["width"], params["height"], params["format"]
+    image_bytes = width * height * BYTES_PER_PIXEL[fmt] * BASE64_GROWTH + PREDICTION_OVERHEAD_BYTES
+    if images * image_bytes <= max_bytes:
+        return None
+    fits = math.floor(max_bytes / image_bytes)
+    smaller = "ask for a smaller width/height" + (" or format jpeg" if fmt == "png" else "")
+    advice = f"at most {_plural(fits, 'image')} of {width}x{height} fit in one response: split the request" if fits else smaller
+    where = " of a shared Vertex endpoint" if max_bytes == DEFAULT_MAX_RESPONSE_BYTES else ""
+    return (f"the response would be about {images * image_bytes / 1e6:.1f} MB for {_plural(images, 'image')} "
+            f"of {width}x{height} ({fmt}), over the {max_bytes}-byte limit{where} ({MAX_RESPONSE_BYTES_ENV}); {advice}")
+
+
 def refusal(kind: str, device: Device, memory_gib: float | None, images: int, params: dict[str, Any], *,
             timeout_s: float, max_bytes: int, timing_kind: str | None = None) -> str | None:
     """Why this request would not fit (memory, time, response size), with what fits; None if it fits.
 
-    ``images`` is the request's total (instances x num_images); one pipeline call holds
-    ``num_images`` of them. ``timing_kind`` picks the timing row (the tiny model on a CPU).
+    ``images`` is the request's total (instances x num_images). ``timing_kind`` picks the timing
+    row when the device has one for it (the tiny model on a CPU).
     """
-    width, height, steps = params["width"], params["height"], params["steps"]
-    per_call = params["num_images"]
-    megapixels = width * height / 1e6
-    size = f"{width}x{height}"
-
-    if memory_gib is not None:
-        model = MODEL_MEMORY[kind]
-        decode_mp = min(megapixels, TILING_ABOVE_PIXELS / 1e6)
-        budget = memory_gib - CUDA_HEADROOM_GIB - model.weights - model.decode_per_mp * decode_mp
-        need = model.unet_per_image_mp * megapixels
-        if per_call * need > budget:
-            fits = max(0, math.floor(budget / need))
-            advice = (f"at most {fits} per prompt fit (parameters.num_images <= {fits})" if fits
-                      else "not even one fits: ask for a smaller width/height")
-            return (f"{_plural(per_call, 'image')} of {size} per prompt need about "
-                    f"{model.weights + model.decode_per_mp * decode_mp + per_call * need + CUDA_HEADROOM_GIB:.1f} GiB "
-                    f"on {device.label} ({memory_gib:.1f} GiB); {advice}")
-
     rates = timing_kind if timing_kind in device.step_seconds else kind
-    guidance = 1.0 if params["guidance"] > 1 else 0.5  # no CFG below 1: half the UNet batch
-    step = device.step_seconds[rates] * megapixels * guidance
-    per_image = steps * step + device.decode_seconds[rates] * megapixels
-    if images * per_image > timeout_s:
-        fits = math.floor(timeout_s / per_image)
-        if fits:
-            advice = f"at most {_plural(fits, 'image')} of that size and steps fit in one request: split it"
-        else:
-            most_steps = math.floor((timeout_s - device.decode_seconds[rates] * megapixels) / step)
-            advice = (f"even one image needs about {per_image:.0f} s: ask for at most {most_steps} steps at {size}"
-                      if most_steps >= 1 else "ask for a smaller width/height")
-        return (f"{_plural(images, 'image')} of {size} at {steps} steps would take about "
-                f"{images * per_image:.0f} s on {device.label}, over the endpoint's {timeout_s:g} s limit "
-                f"({PREDICT_TIMEOUT_ENV}); {advice}")
-
-    image_bytes = width * height * BYTES_PER_PIXEL[params["format"]] * BASE64_GROWTH + PREDICTION_OVERHEAD_BYTES
-    if images * image_bytes > max_bytes:
-        fits = math.floor(max_bytes / image_bytes)
-        smaller = "ask for a smaller width/height" + (" or format jpeg" if params["format"] == "png" else "")
-        advice = f"at most {_plural(fits, 'image')} of {size} fit in one response: split the request" if fits else smaller
-        where = " of a shared Vertex endpoint" if max_bytes == DEFAULT_MAX_RESPONSE_BYTES else ""
-        return (f"the response would be about {images * image_bytes / 1e6:.1f} MB for {_plural(images, 'image')} "
-                f"of {size} ({params['format']}), over the {max_bytes}-byte limit{where} "
-                f"({MAX_RESPONSE_BYTES_ENV}); {advice}")
-    return None
+    memory = None if memory_gib is None else _memory_refusal(
+        kind, device, memory_gib, params["num_images"], params["width"], params["height"]
+    )
+    return memory or _time_refusal(rates, device, images, params, timeout_s) or _size_refusal(images, params, max_bytes)
 
 
 def encode_image(image: Any, fmt: str) -> str:
