@@ -1,7 +1,7 @@
 // The vertex backend's services (training, registry, serving) through the REAL @google-cloud/aiplatform
 // and @google-cloud/storage clients, against the Vertex fake and fake-gcs-server. Requests are checked
 // on the fake's side; the fake really runs the trainer and the serving container stand-in.
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import sharp from "sharp";
@@ -195,7 +195,10 @@ describe("training: a CustomJob the fake runs for real", () => {
   }, LONG);
 
   it("against real Vertex a --base directory on this machine is refused before anything is sent", async () => {
-    const real = await world.backend({ AVATAR_VERTEX_ENDPOINT: "" });
+    // Credentials that exist (no request is sent with them): without any, opening the backend stops first.
+    const adc = join(mkdtempSync(join(tmpdir(), "avatar-adc-")), "adc.json");
+    writeFileSync(adc, JSON.stringify({ type: "authorized_user" }));
+    const real = await world.backend({ AVATAR_VERTEX_ENDPOINT: "", GOOGLE_APPLICATION_CREDENTIALS: adc });
     const before = world.fake.requests("CreateCustomJob").length;
     const error = await real.training.launch(jobSpec("20260101-131313")).catch((e) => e);
     expect(error).toMatchObject({ code: "BAD_INPUT", exitCode: 2 });

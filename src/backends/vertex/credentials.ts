@@ -61,6 +61,16 @@ export function findAdc(env: Env): AdcInfo {
   }
 }
 
+/**
+ * Credentials for the services a command uses: none are needed when each of them points at a local
+ * emulator (AVATAR_GCS_ENDPOINT for Cloud Storage, AVATAR_VERTEX_ENDPOINT for Vertex AI).
+ */
+export function credentialsFor(env: Env, services: readonly ("gcs" | "vertex")[]): AdcInfo {
+  const emulated = services.every((s) => (s === "gcs" ? env.AVATAR_GCS_ENDPOINT : env.AVATAR_VERTEX_ENDPOINT));
+  if (emulated) return { found: true, source: "emulator", type: "none (local emulators take no credentials)" };
+  return findAdc({ ...env, AVATAR_GCS_ENDPOINT: undefined, AVATAR_VERTEX_ENDPOINT: undefined });
+}
+
 export const ADC_HINT = "Run `gcloud auth application-default login`, or set GOOGLE_APPLICATION_CREDENTIALS (CI: Workload Identity Federation).";
 
 /** The one-line error for a command that needs Google and finds no credentials. */

@@ -18,7 +18,7 @@ export async function openVertexBackend(ctx: Pick<Context, "config" | "env"> & P
   const bucket = requireValue(ctx.config, "bucket");
   const region = ctx.config.values.region;
   // No credentials: a dry run plans offline; anything else says so now instead of after a 30 s probe.
-  const { store, unchecked } = await openVertexStore({ bucket, project, env: ctx.env, dryRun: ctx.flags?.dryRun === true });
+  const { store, unchecked } = await openVertexStore({ bucket, project, env: ctx.env, dryRun: ctx.flags?.dryRun === true, services: ["gcs", "vertex"] });
   const clients = new VertexClients({ region, env: ctx.env, offline: unchecked });
   const poll = pollIntervals(ctx.env);
   const vctx: VertexContext = {
