@@ -2,13 +2,12 @@
 // pytest, and ends with one plain line summing both: "N passed, N failed".
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
-import { homedir } from "node:os";
 import { join } from "node:path";
+import { ensurePythonEnv } from "./support/python-env.mjs";
 import { ensureFakeGcsServer } from "./support/tools.mjs";
 
 const root = new URL("..", import.meta.url).pathname;
 const results = join(root, "test-results");
-const node = process.execPath;
 
 function run(command, args, options = {}) {
   const result = spawnSync(command, args, { stdio: "inherit", cwd: root, ...options });
@@ -31,11 +30,14 @@ try {
 }
 console.log(emulator);
 
-// 2. The Python environment, through the product's own set-up code (cached: a second run installs nothing).
+// 2. The Python environment, through the product's own set-up code (cached: a second run installs
+// nothing; test/support/python-env.mjs, shared with npm run bench).
 step("Python environment");
-const venv = process.env.AVATAR_VENV ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), ".cache"), "avatar", "venv");
-if (run(node, [join(root, "bin", "avatar.js"), "doctor", "--setup-python", "--quiet", "--no-input"], { env: { ...process.env, AVATAR_VENV: venv } }) !== 0) {
-  console.error("Python environment set-up failed.");
+let venv;
+try {
+  venv = ensurePythonEnv();
+} catch (error) {
+  console.error(error.message);
   process.exit(1);
 }
 const env = { ...process.env, AVATAR_VENV: venv, AVATAR_FAKE_GCS: emulator, HF_HUB_OFFLINE: "1" };
