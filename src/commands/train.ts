@@ -12,6 +12,7 @@ export const trainCommand = defineCommand({
   options: [
     { flags: "-n, --name <name>", description: "avatar name (lowercase letters, digits, dashes)" },
     { flags: "--base <model>", description: "sdxl, sd15, a Hub id or a local diffusers directory (default: from config)" },
+    { flags: "--base-revision <rev>", description: "branch, tag or commit of a Hub base (default main; the exact commit is recorded in avatar.json)" },
     { flags: "--gpu <gpu>", description: "l4 or t4 (vertex)", choices: ["l4", "t4"] },
     { flags: "--steps <n>", description: "training steps (default: 1000 sdxl, 800 sd15)", number: "int" },
     { flags: "--rank <n>", description: "LoRA rank", default: "16", number: "int" },
@@ -44,6 +45,9 @@ export const trainCommand = defineCommand({
       classWord: String(options.classWord),
       checkpointEvery: options.checkpointEvery as number | undefined,
     };
+    if (typeof options.baseRevision === "string" && !/^[\w./-]{1,128}$/.test(options.baseRevision)) {
+      throw new AvatarError("BAD_INPUT", `--base-revision "${options.baseRevision}" is not a branch, tag or commit.`, { hint: "e.g. --base-revision main, or a 40-character commit hash." });
+    }
     const problem = trainerOptionsProblem(choices);
     if (problem) throw new AvatarError("BAD_INPUT", `${problem}.`, { hint: "`avatar train --help` lists the options." });
     const { withBackend } = await import("../workflows/session.ts");
@@ -68,6 +72,7 @@ export const trainCommand = defineCommand({
         name,
         dataset: { sha256: dataset.sha256, images: dataset.images },
         base,
+        ...(typeof options.baseRevision === "string" ? { baseRevision: options.baseRevision } : {}),
         ...choices,
         seed: Number(options.seed),
         caption: options.caption as "none" | "blip",

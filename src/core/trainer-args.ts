@@ -7,6 +7,8 @@ export interface TrainerArgsInput {
   /** Also append the log lines here (Vertex: the run's logs/trainer.log through the FUSE mount). */
   logFile?: string;
   base: string;
+  /** A Hub base's branch, tag or commit (the trainer pins it to one commit; default main). */
+  baseRevision?: string;
   pipeline?: "sd15" | "sdxl";
   resolution?: number;
   token: string;
@@ -47,6 +49,7 @@ export function trainerArgs(input: TrainerArgsInput): string[] {
     "--dataset-sha256", input.datasetSha256,
   ];
   if (input.logFile) args.push("--log-file", input.logFile);
+  if (input.baseRevision) args.push("--base-revision", input.baseRevision);
   if (input.pipeline) args.push("--pipeline", input.pipeline);
   if (input.resolution) args.push("--resolution", String(input.resolution));
   if (input.captionModel) args.push("--caption-model", input.captionModel);

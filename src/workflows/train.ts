@@ -17,6 +17,7 @@ export interface TrainInput {
   /** The dataset already uploaded (from the upload workflow). */
   dataset: { sha256: string; images: number };
   base: string;
+  baseRevision?: string;
   steps?: number;
   rank: number;
   lr: number;
@@ -96,6 +97,7 @@ type RunOptions = Omit<TrainerOptions, "name" | "runId" | "datasetSha256">;
 function trainerOptions(input: TrainInput, base: ReturnType<typeof resolveBase>, steps: number): RunOptions {
   return {
     base: base.base,
+    ...(input.baseRevision ? { baseRevision: input.baseRevision } : {}),
     pipeline: base.pipeline,
     resolution: input.resolution ?? base.resolution,
     token: input.token,
@@ -119,8 +121,8 @@ function trainerOptions(input: TrainInput, base: ReturnType<typeof resolveBase>,
  * --lr starts a new run instead of a job that fails on the old checkpoints. Steps may change.
  */
 export function optionsFingerprint(options: RunOptions): string {
-  const { base, resolution, token, classWord, rank, lr, seed, caption, captionModel, flip } = options;
-  const json = JSON.stringify({ base, resolution: resolution ?? null, token, classWord, rank, lr, seed, caption, captionModel: caption === "blip" ? (captionModel ?? null) : null, flip });
+  const { base, baseRevision, resolution, token, classWord, rank, lr, seed, caption, captionModel, flip } = options;
+  const json = JSON.stringify({ base, ...(baseRevision ? { baseRevision } : {}), resolution: resolution ?? null, token, classWord, rank, lr, seed, caption, captionModel: caption === "blip" ? (captionModel ?? null) : null, flip });
   return createHash("sha256").update(json).digest("hex").slice(0, 16);
 }
 

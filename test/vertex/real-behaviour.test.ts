@@ -7,6 +7,7 @@ import { offlineClient, OfflineStore, Unchecked } from "../../src/backends/verte
 import { READ_ATTEMPTS, retryRead, retryPolicy } from "../../src/backends/vertex/retry.ts";
 import { AvatarError } from "../../src/core/errors.ts";
 import { gpuQuotaName } from "../../src/core/vertex-names.ts";
+import { trainerArgs } from "../../src/core/trainer-args.ts";
 import { optionsFingerprint } from "../../src/workflows/train.ts";
 
 const predictContext = { doing: "generating with nova", kind: "serving" as const, region: "us-central1", project: "p", name: "nova", elapsedMs: 1200, limitSeconds: 60 };
@@ -164,6 +165,12 @@ describe("resuming a run", () => {
     expect(label).toMatch(/^[0-9a-f]{16}$/);
     expect(optionsFingerprint({ ...options, steps: 800 })).toBe(label);
     expect(optionsFingerprint({ ...options, captionModel: "m" })).toBe(label);
-    for (const change of [{ lr: 2e-4 }, { seed: 1 }, { rank: 8 }, { token: "ohwx" }]) expect(optionsFingerprint({ ...options, ...change })).not.toBe(label);
+    for (const change of [{ lr: 2e-4 }, { seed: 1 }, { rank: 8 }, { token: "ohwx" }, { baseRevision: "0123abcd" }]) expect(optionsFingerprint({ ...options, ...change })).not.toBe(label);
+  });
+
+  it("--base-revision reaches the trainer's command line", () => {
+    const common = { dataset: "d", outputDir: "o", checkpointDir: "c", checkpointEvery: 2, logEvery: 1, name: "n", runId: "r", datasetSha256: "s" };
+    expect(trainerArgs({ ...options, ...common, baseRevision: "v1.0" }).join(" ")).toContain("--base-revision v1.0");
+    expect(trainerArgs({ ...options, ...common })).not.toContain("--base-revision");
   });
 });
