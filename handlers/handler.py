@@ -16,6 +16,12 @@ Response::
                       "prompt": "a photo of sks person on a beach", "width": 1024, "height": 1024,
                       "nsfw": false}]}
 
+An instance may carry its own ``"parameters"`` (same keys), merged over the request's: Vertex
+batch prediction sends each JSONL line as one instance, grouped ``batchSize`` lines per request,
+so a line's seed (and, should the job's ``modelParameters`` not reach the container as
+``parameters``, everything else) travels in the line itself. One request still generates with
+one set of parameters: instances may differ in ``seed`` only.
+
 ``nsfw`` is true when the base's safety checker (SD 1.5 has one, SDXL none) blacked the image out:
 the policy is to keep the checker the base ships with, and to say so instead of staying silent.
 
@@ -74,7 +80,7 @@ FLOAT_PARAMETERS = {
 FORMATS = {"jpeg": "image/jpeg", "png": "image/png"}
 PARAMETER_NAMES = tuple(INT_PARAMETERS) + tuple(FLOAT_PARAMETERS) + ("format",)
 DEFAULTS = {"num_images": 1, "steps": 30, "guidance": 7.0, "lora_scale": 1.0, "format": "jpeg"}
-INSTANCE_KEYS = ("prompt", "negative_prompt")
+INSTANCE_KEYS = ("prompt", "negative_prompt", "parameters")
 # Names other APIs use for the same thing, for a helpful "did you mean" in the error.
 PARAMETER_HINTS = {
     "num_inference_steps": "steps",
@@ -172,16 +178,46 @@ def _text(value: Any, name: str, *, required: bool) -> str:
 
 
 def _unknown_key_error(key: Any, where: str, allowed: tuple[str, ...]) -> ValueError:
-    hint = PARAMETER_HINTS.get(key) if isinstance(key, str) and where == "parameters" else None
+    hint = PARAMETER_HINTS.get(key) if isinstance(key, str) and where.endswith("parameters") else None
     extra = f" (did you mean {hint!r}?)" if hint else ""
     return ValueError(f"unknown key {key!r} in {where}{extra}; allowed: {', '.join(allowed)}")
+
+
+def _parameter_values(parameters: Any, where: str) -> dict[str, Any]:
+    """The validated values a ``parameters`` object gives (nulls and absent keys: not given)."""
+    if parameters is None:
+        return {}
+    if not isinstance(parameters, dict):
+        raise ValueError(f"{where} must be an object, got {type(parameters).__name__}")
+    for key in parameters:
+        if key not in PARAMETER_NAMES:
+            raise _unknown_key_error(key, where, PARAMETER_NAMES)
+    values: dict[str, Any] = {}
+    for key, value in parameters.items():
+        if value is None:  # explicit null = default
+            continue
+        name = f"{where}.{key}"
+        if key in INT_PARAMETERS:
+            values[key] = _integer(value, name, *INT_PARAMETERS[key])
+        elif key in FLOAT_PARAMETERS:
+            values[key] = _number(value, name, *FLOAT_PARAMETERS[key])
+        elif key == "format":
+            if value not in FORMATS:
+                raise ValueError(f"{name} must be one of {', '.join(FORMATS)}, got {_describe(value)}")
+            values[key] = value
+    return values
+
+
+def _without_seed(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if k != "seed"}
 
 
 def parse_request(data: Any, *, default_width: int, default_height: int, trigger: str) -> dict[str, Any]:
     """Validate a request body; return ``{"instances": [...], "parameters": {...}}`` normalised.
 
     Raises ValueError naming the field and the allowed range for anything wrong.
-    ``trigger`` replaces ``{avatar}`` in prompts (e.g. "sks person").
+    ``trigger`` replaces ``{avatar}`` in prompts (e.g. "sks person"). An instance with its own
+    ``parameters.seed`` comes back with a ``seed`` key; the others use ``parameters.seed``.
     """
     if not isinstance(data, dict):
         raise ValueError(f"the request body must be a JSON object, got {type(data).__name__}")
@@ -199,7 +235,9 @@ def parse_request(data: Any, *, default_width: int, default_height: int, trigger
             f"instances must contain 1 to {MAX_INSTANCES} items, got {len(instances)}; "
             "split larger batches into several requests"
         )
+    shared = _parameter_values(data.get("parameters"), "parameters")
     parsed_instances = []
+    first: dict[str, Any] | None = None
     for index, instance in enumerate(instances):
         where = f"instances[{index}]"
         if isinstance(instance, str):  # shorthand: a bare prompt
@@ -214,34 +252,28 @@ def parse_request(data: Any, *, default_width: int, default_height: int, trigger
         prompt = _text(instance["prompt"], f"{where}.prompt", required=True)
         negative = instance.get("negative_prompt")
         negative = "" if negative is None else _text(negative, f"{where}.negative_prompt", required=False)
-        parsed_instances.append(
-            {
-                "prompt": prompt.replace(AVATAR_PLACEHOLDER, trigger),
-                "negative_prompt": negative.replace(AVATAR_PLACEHOLDER, trigger) or None,
-            }
-        )
+        own = _parameter_values(instance.get("parameters"), f"{where}.parameters")
+        # The pipeline runs once per request with one set of parameters (and one LoRA scale):
+        # instances that need different ones belong in different requests.
+        effective = _without_seed({**shared, **own})
+        if first is None:
+            first = effective
+        elif effective != first:
+            raise ValueError(
+                f"{where}.parameters differ from instances[0]'s ({_describe(effective)} vs {_describe(first)}); "
+                "instances of one request may differ in seed only: split the request"
+            )
+        parsed = {
+            "prompt": prompt.replace(AVATAR_PLACEHOLDER, trigger),
+            "negative_prompt": negative.replace(AVATAR_PLACEHOLDER, trigger) or None,
+        }
+        if "seed" in own:
+            parsed["seed"] = own["seed"]
+        parsed_instances.append(parsed)
 
-    parameters = data.get("parameters")
-    if parameters is None:
-        parameters = {}
-    if not isinstance(parameters, dict):
-        raise ValueError(f"parameters must be an object, got {type(parameters).__name__}")
-    for key in parameters:
-        if key not in PARAMETER_NAMES:
-            raise _unknown_key_error(key, "parameters", PARAMETER_NAMES)
     result: dict[str, Any] = dict(DEFAULTS, width=default_width, height=default_height, seed=None)
-    for key, value in parameters.items():
-        if value is None:  # explicit null = default
-            continue
-        name = f"parameters.{key}"
-        if key in INT_PARAMETERS:
-            result[key] = _integer(value, name, *INT_PARAMETERS[key])
-        elif key in FLOAT_PARAMETERS:
-            result[key] = _number(value, name, *FLOAT_PARAMETERS[key])
-        elif key == "format":
-            if value not in FORMATS:
-                raise ValueError(f"{name} must be one of {', '.join(FORMATS)}, got {_describe(value)}")
-            result[key] = value
+    result.update(shared)
+    result.update(first or {})
     for key in ("width", "height"):
         if result[key] % SIZE_MULTIPLE:
             raise ValueError(
@@ -611,7 +643,8 @@ class EndpointHandler:
             for instance in request["instances"]:
                 if self._cancelled():
                     raise RequestCancelled("the client went away: generation stopped between prompts")
-                seeds = [(params["seed"] + k) % (MAX_SEED + 1) for k in range(params["num_images"])]
+                first_seed = instance.get("seed", params["seed"])
+                seeds = [(first_seed + k) % (MAX_SEED + 1) for k in range(params["num_images"])]
                 # CPU generators: the same seed gives the same starting noise on any device.
                 generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
                 output = self.pipe(
