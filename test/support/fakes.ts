@@ -3,7 +3,7 @@
 // SIGTERM (both stop cleanly, exit 0). Run by plain node (≥ 23.6 strips the types).
 //
 //   npm run fakes -- [--bucket avatar-dev] [--project avatar-dev] [--region us-central1]
-//                    [--faults faults.json] [--predict-timeout-ms N] [--deploy-delay-ms N]
+//                    [--faults faults.json] [--predict-timeout-ms N] [--dedicated-timeout-ms N] [--deploy-delay-ms N]
 //                    [--serving-gpu-quota N] [--preempt-next] [--poll-ms N] [--env KEY=VALUE]…
 //
 // --faults: a JSON array of scripted gRPC faults, applied in order per method:
@@ -27,7 +27,8 @@ const HELP = `npm run fakes -- [options]: fake-gcs-server + the Vertex fake for 
   --project ID               project the Vertex fake accepts (default avatar-dev)
   --region REGION            region for AVATAR_REGION (default us-central1)
   --faults FILE              JSON array of {"method", "code", "message", "times"?, "reason"?, "metadata"?}
-  --predict-timeout-ms N     predictions cut off after N ms with UNAVAILABLE (default 60000)
+  --predict-timeout-ms N     shared endpoints cut predictions off after N ms with UNAVAILABLE (default 60000)
+  --dedicated-timeout-ms N   dedicated endpoints too (default: each endpoint's inference timeout, else 600000)
   --deploy-delay-ms N        DeployModel operations wait N ms for their cluster (default 0)
   --serving-gpu-quota N      serving GPUs allowed per region and type (default unlimited)
   --preempt-next             the next CustomJob is preempted after its first new checkpoint
@@ -43,6 +44,7 @@ try {
       region: { type: "string", default: "us-central1" },
       faults: { type: "string" },
       "predict-timeout-ms": { type: "string" },
+      "dedicated-timeout-ms": { type: "string" },
       "deploy-delay-ms": { type: "string" },
       "serving-gpu-quota": { type: "string" },
       "preempt-next": { type: "boolean", default: false },
@@ -68,6 +70,7 @@ function count(flag: string, text: string | undefined): number | undefined {
   return Number(text);
 }
 const predictTimeoutMs = count("predict-timeout-ms", args["predict-timeout-ms"]);
+const dedicatedPredictTimeoutMs = count("dedicated-timeout-ms", args["dedicated-timeout-ms"]);
 const deployDelayMs = count("deploy-delay-ms", args["deploy-delay-ms"]);
 const servingGpuQuota = count("serving-gpu-quota", args["serving-gpu-quota"]);
 const pollMs = count("poll-ms", args["poll-ms"]);
@@ -129,7 +132,7 @@ const gcs = await startGcsEmulator();
 let fake: Awaited<ReturnType<typeof startVertexFake>> | undefined;
 try {
   await gcs.createBucket(args.bucket!);
-  fake = await startVertexFake({ gcsEndpoint: gcs.endpoint, project: args.project, env, predictTimeoutMs, deployDelayMs, servingGpuQuota });
+  fake = await startVertexFake({ gcsEndpoint: gcs.endpoint, project: args.project, env, predictTimeoutMs, dedicatedPredictTimeoutMs, deployDelayMs, servingGpuQuota });
 } catch (error) {
   await gcs.stop();
   throw error;
@@ -144,10 +147,12 @@ const exports = {
   AVATAR_BUCKET: args.bucket!,
   AVATAR_GCS_ENDPOINT: gcs.endpoint,
   AVATAR_VERTEX_ENDPOINT: fake.address,
+  // Where predictions for dedicated endpoints' DNS names go.
+  AVATAR_VERTEX_DEDICATED_ENDPOINT: fake.dedicatedAddress,
   AVATAR_VERTEX_POLL_MS: String(pollMs),
 };
 process.stdout.write(`${Object.entries(exports).map(([k, v]) => `export ${k}=${v}`).join("\n")}\n`);
-const notes = [`fake-gcs-server at ${gcs.endpoint} (bucket ${args.bucket}), Vertex fake at ${fake.address} (project ${args.project})`];
+const notes = [`fake-gcs-server at ${gcs.endpoint} (bucket ${args.bucket}), Vertex fake at ${fake.address} (project ${args.project}; dedicated endpoints at ${fake.dedicatedAddress})`];
 if (faults.length) notes.push(`${faults.length} scripted fault(s) from ${args.faults}`);
 if (!existsSync(venvPython())) notes.push(`no Python venv at ${venvPython()}: jobs and deployments need it (npx avatar doctor --setup-python)`);
 process.stderr.write(`${notes.map((n) => `fakes: ${n}`).join("\n")}\nfakes: running; Ctrl-C stops both.\n`);

@@ -14,7 +14,7 @@ import { grpc } from "google-gax";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { repoRoot } from "../support/cli.ts";
 import { startGcsEmulator, type GcsEmulator } from "../support/gcs-emulator.ts";
-import { fetchObject, PREDICT_REQUEST_LIMIT, startVertexFake, type VertexFake } from "../support/vertex-fake.ts";
+import { DEDICATED_PAYLOAD_LIMIT, fetchObject, PREDICT_REQUEST_LIMIT, startVertexFake, type VertexFake } from "../support/vertex-fake.ts";
 
 const PROJECT = "avatar-test";
 const REGION = "us-central1";
@@ -44,8 +44,8 @@ class EndpointHandler:
         return {"predictions": [{"seen_bytes": len(json.dumps(data, separators=(",", ":"))), "parameters": data.get("parameters")}]}
 `;
 
-// A serving container stand-in that answers any status and body, sleeps on request, and prints
-// "client disconnected" when the caller drops the connection while it sleeps.
+// A serving container stand-in that answers any status and body, sleeps on request, pads its answer
+// with "pad" bytes, and prints "client disconnected" when the caller drops the connection while it sleeps.
 const SCRIPTED_SERVER = `
 import json, os, select, socket, sys, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -75,6 +75,8 @@ class Handler(BaseHTTPRequestHandler):
             if ready and not self.connection.recv(1, socket.MSG_PEEK):
                 print("client disconnected", flush=True)
                 return
+        if "pad" in instance:
+            instance["pad"] = "x" * int(instance["pad"])
         body = instance["body"] if "body" in instance else json.dumps({"predictions": [instance]})
         self.send(int(instance.get("status", 200)), body.encode())
 
@@ -327,6 +329,106 @@ describe("predict answers as real Vertex does", () => {
   });
 });
 
+describe("dedicated endpoints: their own host, 10 MB, their own inference timeout", () => {
+  const ENDPOINT_ID_HEADER = "x-vertex-ai-endpoint-id";
+  let model: string;
+  let dedicated: string; // dedicatedEndpointEnabled, inferenceTimeout 2 s, served by the scripted server
+  let dns: string;
+  let shared: string;
+  let client: InstanceType<typeof v1.PredictionServiceClient>; // the dedicated host, addressed to `dns`
+
+  /** A predict on the dedicated host, with the endpoint-id header (null: without it). */
+  const dedicatedPredict = (endpoint: string, instance: object, header: string | null = endpoint.split("/").at(-1)!) =>
+    client.predict({ endpoint, instances: [helpers.toValue(instance)!] }, header === null ? {} : { otherArgs: { headers: { [ENDPOINT_ID_HEADER]: header } } });
+
+  beforeAll(async () => {
+    model = await uploadEcho(s, "echo-dedicated");
+    const [op] = await s.endpoints.createEndpoint({
+      parent,
+      endpointId: "dedicated",
+      endpoint: { displayName: "dedicated", dedicatedEndpointEnabled: true, clientConnectionConfig: { inferenceTimeout: { seconds: 2 } } },
+    });
+    const [created] = await op.promise();
+    dedicated = `${parent}/endpoints/dedicated`;
+    dns = created.dedicatedEndpointDns!;
+    await deploy(s, dedicated, model, CPU);
+    shared = await createEndpoint(s, "plain");
+    await deploy(s, shared, model, CPU);
+    const [host, port] = scripted.dedicatedAddress.split(":");
+    client = new v1.PredictionServiceClient({
+      apiEndpoint: host,
+      port: Number(port),
+      sslCreds: grpc.credentials.createInsecure(),
+      universeDomain: "googleapis.com",
+      "grpc.default_authority": dns,
+    });
+  }, LONG);
+
+  afterAll(async () => {
+    await client?.close();
+  });
+
+  it("Get and List show the DNS name Vertex gives a dedicated endpoint ({id}.{region}-{project number}.prediction.vertexai.goog); a shared one has none", async () => {
+    expect(dns).toBe(`dedicated.${REGION}-${scripted.projectNumber}.prediction.vertexai.goog`);
+    const [got] = await s.endpoints.getEndpoint({ name: dedicated });
+    expect(got).toMatchObject({ dedicatedEndpointEnabled: true, dedicatedEndpointDns: dns });
+    expect(Number(got.clientConnectionConfig?.inferenceTimeout?.seconds)).toBe(2);
+    const [listed] = await s.endpoints.listEndpoints({ parent });
+    expect(listed.find((e) => e.name!.endsWith("/plain"))).toMatchObject({ dedicatedEndpointEnabled: false, dedicatedEndpointDns: "" });
+  });
+
+  it("the shared host refuses a dedicated endpoint with Vertex's words; the dedicated host answers at the DNS name with the header, and refuses otherwise", async () => {
+    const viaShared = await failure(predict(s, dedicated, { prompt: "x" }));
+    expect(viaShared.code).toBe(9);
+    expect(viaShared.details).toBe(`This endpoint is a dedicated endpoint via CloudESF and cannot be accessed through the Vertex AI API. Please access the endpoint using its dedicated dns name '${dns}'`);
+    const [answered] = await dedicatedPredict(dedicated, { prompt: "dedicated" });
+    expect(helpers.fromValue(answered.predictions![0] as never)).toEqual({ prompt: "dedicated" });
+    expect(scripted.predictions.at(-1)).toMatchObject({ host: "dedicated", authority: dns, endpointIdHeader: "dedicated", outcome: "ok" });
+    expect(await failure(dedicatedPredict(dedicated, { prompt: "x" }, null))).toMatchObject({ code: 3, details: expect.stringMatching(/x-vertex-ai-endpoint-id header/) });
+    expect(await failure(dedicatedPredict(shared, { prompt: "x" }))).toMatchObject({ code: 9, details: expect.stringMatching(/is a shared endpoint: it has no dedicated DNS name/) });
+    const [plain] = await predict(s, shared, { prompt: "shared" });
+    expect(helpers.fromValue(plain.predictions![0] as never)).toEqual({ prompt: "shared" });
+  });
+
+  it("payloads: 10 MB on a dedicated endpoint, 1.5 MB on a shared one, for requests and responses (a response over it: INVALID_ARGUMENT 'Response size too large')", async () => {
+    const [big] = await dedicatedPredict(dedicated, { p: "x".repeat(3_000_000) });
+    expect((helpers.fromValue(big.predictions![0] as never) as { p: string }).p).toHaveLength(3_000_000);
+    const tooBig = await failure(dedicatedPredict(dedicated, { p: "x".repeat(DEDICATED_PAYLOAD_LIMIT) }));
+    expect(tooBig.code).toBe(9);
+    expect(tooBig.details).toMatch(/^The request size \(\d+ bytes\) exceeds 10\.000MB limit\.$/);
+    const [padded] = await dedicatedPredict(dedicated, { pad: 5_000_000 });
+    expect(padded.predictions).toHaveLength(1);
+    const overDedicated = await failure(dedicatedPredict(dedicated, { pad: DEDICATED_PAYLOAD_LIMIT }));
+    expect(overDedicated.code).toBe(3);
+    expect(overDedicated.details).toMatch(/^Failed to handle request\. endpoint_id: dedicated, deployed_model_id: \d+ with error: `Response size too large\. Received at least \d+ bytes; max is 10000000 bytes`\.$/);
+    const overShared = await failure(predict(s, shared, { pad: PREDICT_REQUEST_LIMIT }));
+    expect(overShared.code).toBe(3);
+    expect(overShared.details).toMatch(/Response size too large\. Received at least \d+ bytes; max is 1500000 bytes/);
+    expect(scripted.predictions.at(-1)!.responseBytes).toBeGreaterThan(PREDICT_REQUEST_LIMIT);
+  });
+
+  it("time: a dedicated endpoint's own inference timeout (2 s here), not the shared 60 s; setPredictTimeout(ms, 'dedicated') overrides it", async () => {
+    const started = Date.now();
+    const slow = await failure(dedicatedPredict(dedicated, { sleep: 30 }));
+    expect(slow.code).toBe(14);
+    expect(slow.details).toMatch(/^Took too long to respond when processing endpoint dedicated, deployed model id: \d+$/);
+    expect(Date.now() - started).toBeLessThan(15_000);
+    const [fine] = await dedicatedPredict(dedicated, { sleep: 1 });
+    expect(fine.predictions).toHaveLength(1);
+    scripted.setPredictTimeout(500, "dedicated");
+    try {
+      expect(await failure(dedicatedPredict(dedicated, { sleep: 1 }))).toMatchObject({ code: 14 });
+    } finally {
+      scripted.setPredictTimeout(undefined, "dedicated");
+    }
+  });
+
+  it("CreateEndpoint refuses an inference timeout over 3600 s", async () => {
+    const [op] = await s.endpoints.createEndpoint({ parent, endpointId: "too-long", endpoint: { displayName: "x", dedicatedEndpointEnabled: true, clientConnectionConfig: { inferenceTimeout: { seconds: 3601 } } } }).catch((e) => [e]);
+    expect(op).toMatchObject({ code: 3 });
+  });
+});
+
 describe("scripted transient faults", () => {
   const job = `${parent}/customJobs/424242`;
 
@@ -557,6 +659,7 @@ describe("npm run fakes", () => {
       expect(env).toMatchObject({ AVATAR_BACKEND: "vertex", AVATAR_PROJECT: "fakes-project", AVATAR_REGION: "us-central1", AVATAR_BUCKET: "fakes-bucket" });
       expect(env.AVATAR_GCS_ENDPOINT).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
       expect(env.AVATAR_VERTEX_ENDPOINT).toMatch(/^127\.0\.0\.1:\d+$/);
+      expect(env.AVATAR_VERTEX_DEDICATED_ENDPOINT).toMatch(/^127\.0\.0\.1:\d+$/);
       expect((await fetch(`${env.AVATAR_GCS_ENDPOINT}/storage/v1/b/fakes-bucket`)).status).toBe(200);
 
       const clients = clientsFor(env.AVATAR_VERTEX_ENDPOINT!);

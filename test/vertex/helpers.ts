@@ -30,7 +30,7 @@ export async function startVertexWorld(bucket: string, fakeOptions: Omit<VertexF
   const gcs = await startGcsEmulator();
   await gcs.createBucket(bucket);
   const fake = await startVertexFake({ project: PROJECT, ...fakeOptions, env: { HF_HUB_OFFLINE: "1", OMP_NUM_THREADS: "1", ...fakeOptions.env }, gcsEndpoint: gcs.endpoint });
-  const env = { AVATAR_GCS_ENDPOINT: gcs.endpoint, AVATAR_VERTEX_ENDPOINT: fake.address, AVATAR_VERTEX_POLL_MS: "150" };
+  const env = { AVATAR_GCS_ENDPOINT: gcs.endpoint, AVATAR_VERTEX_ENDPOINT: fake.address, AVATAR_VERTEX_DEDICATED_ENDPOINT: fake.dedicatedAddress, AVATAR_VERTEX_POLL_MS: "150" };
   const opened: Backend[] = [];
   return {
     gcs,

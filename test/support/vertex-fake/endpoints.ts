@@ -1,6 +1,7 @@
 // EndpointService: deployModel copies the model's snapshot to a model dir and starts the serving
 // container stand-in (handlers/local_server.py) with the container's AIP_* env, as the inference
-// image would; serving GPUs count against a quota; a deployment in flight can be cancelled.
+// image would; serving GPUs count against a quota; a deployment in flight can be cancelled. A
+// dedicated endpoint (dedicatedEndpointEnabled) gets its DNS name, served by the fake's second port.
 import { spawn } from "node:child_process";
 import { cpSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -138,7 +139,20 @@ export function endpointService(ctx: Ctx, unary: (method: string, handler: Handl
       const id = req.endpointId || String(ctx.nextId());
       if (!/^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$/.test(id) && !/^[1-9]\d{0,8}$/.test(id)) throw invalid(`endpoint_id "${id}" is invalid.`);
       if (ctx.endpoints.has(id)) throw new RpcError(S.ALREADY_EXISTS, `Endpoint ${locName}/endpoints/${id} already exists.`);
-      const resource = { ...req.endpoint, name: `${locName}/endpoints/${id}`, deployedModels: [], trafficSplit: {}, createTime: timestamp(), updateTime: timestamp() };
+      const timeout = Number(req.endpoint.clientConnectionConfig?.inferenceTimeout?.seconds ?? 0);
+      // Docs ("Choose an endpoint type"): a dedicated endpoint's inference timeout goes up to 3600 s. The wording of the refusal is the fake's.
+      if (timeout < 0 || timeout > 3600) throw invalid(`fake: client_connection_config.inference_timeout must be at most 3600s, got ${timeout}s.`);
+      const resource = {
+        ...req.endpoint,
+        name: `${locName}/endpoints/${id}`,
+        deployedModels: [],
+        trafficSplit: {},
+        createTime: timestamp(),
+        updateTime: timestamp(),
+        // Output only. The form Vertex gives it: {endpoint_id}.{region}-{project number}.prediction.vertexai.goog
+        // (Endpoint proto comment; used as a bare host in https://{dns}/v1/… by the Python SDK and samples).
+        dedicatedEndpointDns: req.endpoint.dedicatedEndpointEnabled ? `${id}.${parseName(locName).region}-${ctx.projectNumber}.prediction.vertexai.goog` : "",
+      };
       const op = ctx.operation(resource.name, `${V1}.CreateEndpointOperationMetadata`, {});
       return ctx.run("CreateEndpoint", op, async () => {
         ctx.endpoints.set(id, { id, resource, servers: new Map() });

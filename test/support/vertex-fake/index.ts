@@ -15,7 +15,9 @@
 //   inference image would; serving GPUs count against an optional quota; deployments can be slow
 //   (deployDelayMs) and cancelled.
 // - PredictionService.predict (prediction.ts): instances/parameters → JSON → that server → predictions
-//   as Values; container errors, the request-size limit and the 60 s limit answer as real Vertex does.
+//   as Values; container errors, the payload limits and the time limits answer as real Vertex does.
+//   Dedicated endpoints (dedicatedEndpointEnabled) answer only on a second port that plays their DNS
+//   names (dedicatedAddress, checked against the call's :authority); shared ones only on the first.
 // - google.longrunning.Operations (operations.ts): Get, List, Cancel, Delete for every LRO above.
 // Every other unary method of these services answers UNIMPLEMENTED (and can still be given faults).
 //
@@ -35,11 +37,11 @@ import { jobService } from "./jobs.ts";
 import { modelService } from "./models.ts";
 import { operationsService, operationTools } from "./operations.ts";
 import { predictionService } from "./prediction.ts";
-import type { Ctx, Handler, RecordedCall, VertexFake, VertexFakeOptions } from "./types.ts";
+import type { Ctx, FakeHost, Handler, RecordedCall, VertexFake, VertexFakeOptions } from "./types.ts";
 
 export { fetchObject, venvPython, UNARY_METHODS, type FakeFailure } from "./common.ts";
-export { PREDICT_REQUEST_LIMIT } from "./prediction.ts";
-export type { PreemptOptions, RecordedCall, VertexFake, VertexFakeOptions } from "./types.ts";
+export { DEDICATED_PAYLOAD_LIMIT, PREDICT_REQUEST_LIMIT } from "./prediction.ts";
+export type { FakeHost, PredictRecord, PreemptOptions, RecordedCall, VertexFake, VertexFakeOptions } from "./types.ts";
 
 function checkMs(name: string, ms: number): void {
   if (!Number.isFinite(ms) || ms < 0) throw new Error(`fake: ${name} must be a number of milliseconds ≥ 0, got ${ms}`);
@@ -53,6 +55,7 @@ export async function startVertexFake(options: VertexFakeOptions): Promise<Verte
   const project = options.project ?? "avatar-test";
   const projectNumber = options.projectNumber ?? "314159265358";
   checkMs("predictTimeoutMs", options.predictTimeoutMs ?? 0);
+  checkMs("dedicatedPredictTimeoutMs", options.dedicatedPredictTimeoutMs ?? 0);
   checkMs("deployDelayMs", options.deployDelayMs ?? 0);
   checkMs("preemptGraceMs", options.preemptGraceMs ?? 0);
   checkQuota(options.servingGpuQuota);
@@ -90,8 +93,10 @@ export async function startVertexFake(options: VertexFakeOptions): Promise<Verte
     operations,
     serverLogs: new Map(),
     reservations: new Set(),
+    predictions: [],
     settings: {
       predictTimeoutMs: options.predictTimeoutMs ?? 60_000,
+      dedicatedPredictTimeoutMs: options.dedicatedPredictTimeoutMs,
       deployDelayMs: options.deployDelayMs ?? 0,
       servingGpuQuota: options.servingGpuQuota,
       preemptGraceMs: options.preemptGraceMs ?? 30_000,
@@ -143,9 +148,13 @@ export async function startVertexFake(options: VertexFakeOptions): Promise<Verte
     },
   };
   // ---- gRPC plumbing
-  const server = new grpc.Server();
-  const unary = (method: string, handler: Handler) => (call: grpc.ServerUnaryCall<any, any>, callback: grpc.sendUnaryData<any>) => {
-    calls.push({ method, request: call.request });
+  // Requests over Vertex's payload limits must reach the services (which answer as Vertex does),
+  // not stop at grpc-js's default 4 MB receive limit.
+  const serverOptions = { "grpc.max_receive_message_length": 64 * 1024 * 1024 };
+  const server = new grpc.Server(serverOptions);
+  const dedicatedServer = new grpc.Server(serverOptions);
+  const unaryOn = (host: FakeHost) => (method: string, handler: Handler) => (call: grpc.ServerUnaryCall<any, any>, callback: grpc.sendUnaryData<any>) => {
+    calls.push({ method, request: call.request, host });
     const queue = failures.get(method);
     const head = queue?.[0];
     if (head) {
@@ -154,10 +163,12 @@ export async function startVertexFake(options: VertexFakeOptions): Promise<Verte
     }
     const cancelled = new AbortController();
     call.on("cancelled", () => cancelled.abort());
+    const metadata = Object.fromEntries(Object.entries(call.metadata.getMap()).map(([k, v]) => [k, String(v)]));
     Promise.resolve()
-      .then(() => handler(call.request, { cancelled: cancelled.signal }))
+      .then(() => handler(call.request, { cancelled: cancelled.signal, host, authority: call.getHost(), metadata }))
       .then((response) => callback(null, response), (error) => callback(toServiceError(error)));
   };
+  const unary = unaryOn("shared");
   const implemented: Record<string, Record<string, unknown>> = {
     [SERVICES[0]]: jobService(ctx, unary),
     [SERVICES[1]]: modelService(ctx, unary),
@@ -165,31 +176,38 @@ export async function startVertexFake(options: VertexFakeOptions): Promise<Verte
     [SERVICES[3]]: predictionService(ctx, unary),
     [SERVICES[4]]: operationsService(ctx, unary),
   };
-  for (const service of SERVICES) {
-    const handlers = { ...implemented[service] };
-    // The rest of the unary methods: UNIMPLEMENTED through the same path, so faults apply to them too.
+  /** The service's handlers, the rest of its unary methods answering UNIMPLEMENTED (faults apply to them too). */
+  const withUnimplemented = (service: string, handlers: Record<string, unknown>, on: typeof unary) => {
+    const all = { ...handlers };
     for (const [method, owner] of UNARY_METHODS) {
-      if (owner === service && !handlers[method]) {
-        handlers[method] = unary(method, () => {
+      if (owner === service && !all[method]) {
+        all[method] = on(method, () => {
           throw new RpcError(S.UNIMPLEMENTED, `fake: ${method} is not implemented by the Vertex fake.`);
         });
       }
     }
-    const definition = service.split(".").reduce((o: any, k) => o[k], pkg).service;
-    server.addService(definition, handlers as grpc.UntypedServiceImplementation);
-  }
+    return all as grpc.UntypedServiceImplementation;
+  };
+  const definitionOf = (service: string) => service.split(".").reduce((o: any, k) => o[k], pkg).service;
+  for (const service of SERVICES) server.addService(definitionOf(service), withUnimplemented(service, implemented[service]!, unary));
+  // The dedicated DNS names serve predictions only (Vertex docs: Predict, RawPredict, StreamRawPredict, …).
+  const onDedicated = unaryOn("dedicated");
+  dedicatedServer.addService(definitionOf(SERVICES[3]), withUnimplemented(SERVICES[3], predictionService(ctx, onDedicated), onDedicated));
 
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (error, p) => (error ? reject(error) : resolve(p))),
-  );
+  const bind = (s: grpc.Server) =>
+    new Promise<number>((resolve, reject) => s.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (error, p) => (error ? reject(error) : resolve(p))));
+  const port = await bind(server);
+  const dedicatedPort = await bind(dedicatedServer);
 
   return {
     address: `127.0.0.1:${port}`,
     port,
+    dedicatedAddress: `127.0.0.1:${dedicatedPort}`,
     project,
     projectNumber,
     calls,
     requests: (method) => calls.filter((c) => c.method === method).map((c) => c.request),
+    predictions: ctx.predictions,
     failNext(method, failure) {
       checkFailure(method, failure);
       failures.set(method, [...(failures.get(method) ?? []), { failure, left: failure.times ?? 1 }]);
@@ -202,9 +220,10 @@ export async function startVertexFake(options: VertexFakeOptions): Promise<Verte
       if (!Number.isInteger(afterCheckpoints) || afterCheckpoints < 0) throw new Error(`fake: afterCheckpoints must be an integer ≥ 0, got ${afterCheckpoints}`);
       ctx.settings.preempt = { afterCheckpoints };
     },
-    setPredictTimeout(ms) {
-      checkMs("predict timeout", ms);
-      ctx.settings.predictTimeoutMs = ms;
+    setPredictTimeout(ms, endpointType = "shared") {
+      if (ms !== undefined) checkMs("predict timeout", ms);
+      if (endpointType === "dedicated") ctx.settings.dedicatedPredictTimeoutMs = ms;
+      else ctx.settings.predictTimeoutMs = ms ?? 60_000;
     },
     setDeployDelay(ms) {
       checkMs("deploy delay", ms);
@@ -224,8 +243,10 @@ export async function startVertexFake(options: VertexFakeOptions): Promise<Verte
       await Promise.all([...ctx.jobs.values()].map((j) => stopChild(j.child, 2000)));
       await Promise.all([...ctx.endpoints.values()].flatMap((e) => [...e.servers.values()].map((s) => stopChild(s.child, 2000))));
       await Promise.allSettled([...pending]);
-      await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
-      server.forceShutdown();
+      for (const s of [server, dedicatedServer]) {
+        await new Promise<void>((resolve) => s.tryShutdown(() => resolve()));
+        s.forceShutdown();
+      }
       rmSync(work, { recursive: true, force: true });
     },
   };

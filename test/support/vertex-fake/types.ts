@@ -15,6 +15,11 @@ export interface VertexFakeOptions {
   jobStartDelayMs?: number;
   /** A prediction whose container has not answered by then gets UNAVAILABLE (default 60 000, the shared endpoint's limit). */
   predictTimeoutMs?: number;
+  /**
+   * The same for dedicated endpoints, overriding each endpoint's own clientConnectionConfig.inferenceTimeout
+   * (default: that, else Vertex's 600 s).
+   */
+  dedicatedPredictTimeoutMs?: number;
   /** How long a DeployModel operation waits for "its cluster" before starting the server (default 0). */
   deployDelayMs?: number;
   /** Serving GPUs allowed per region and accelerator type (deployed + deploying); default unlimited. */
@@ -28,9 +33,30 @@ export interface VertexFakeOptions {
   serverScript?: string;
 }
 
+/** The shared Vertex API host, or the host that serves dedicated endpoints' DNS names. */
+export type FakeHost = "shared" | "dedicated";
+
 export interface RecordedCall {
   method: string;
   request: any;
+  /** Which of the fake's servers took the call. */
+  host: FakeHost;
+}
+
+/** One Predict call as the fake's front end saw it. */
+export interface PredictRecord {
+  /** The endpoint named in the request. */
+  endpoint: string;
+  host: FakeHost;
+  /** The call's :authority (for a dedicated endpoint: its DNS name). */
+  authority: string;
+  /** The x-vertex-ai-endpoint-id header, when sent. */
+  endpointIdHeader?: string;
+  requestBytes: number;
+  /** Bytes of the container's answer, once it answered. */
+  responseBytes?: number;
+  /** "ok", or the gRPC code and message the call ended with. */
+  outcome: string;
 }
 
 export interface PreemptOptions {
@@ -42,11 +68,18 @@ export interface VertexFake {
   /** host:port, the value for AVATAR_VERTEX_ENDPOINT. */
   address: string;
   port: number;
+  /**
+   * host:port of the server playing every dedicated endpoint's DNS name (PredictionService only),
+   * the value for AVATAR_VERTEX_DEDICATED_ENDPOINT; calls must carry the DNS name as :authority.
+   */
+  dedicatedAddress: string;
   project: string;
   projectNumber: string;
   calls: RecordedCall[];
   /** Requests of one method (e.g. "CreateCustomJob"), in order. */
   requests(method: string): any[];
+  /** Every Predict call, in order: which host, authority and header it came with, sizes, outcome. */
+  predictions: PredictRecord[];
   /** The next `failure.times` (default 1) calls of `method` fail with this status (and ErrorInfo when reason is given). */
   failNext(method: string, failure: FakeFailure): void;
   /** The next LRO started by `method` ends with this error instead of its result. */
@@ -57,8 +90,11 @@ export interface VertexFake {
    * scheduling.restartJobOnWorkerRestart is set).
    */
   preemptNext(options?: PreemptOptions): void;
-  /** Predictions whose container has not answered after `ms` get UNAVAILABLE (the shared endpoint's 60 s). */
-  setPredictTimeout(ms: number): void;
+  /**
+   * Predictions whose container has not answered after `ms` get UNAVAILABLE: on shared endpoints
+   * (their 60 s; undefined: back to 60 s), or on dedicated ones (undefined: each endpoint's own timeout).
+   */
+  setPredictTimeout(ms: number | undefined, endpointType?: "shared" | "dedicated"): void;
   /** DeployModel operations started from now on wait `ms` for their cluster before starting the server. */
   setDeployDelay(ms: number): void;
   /** Serving GPUs allowed per region and accelerator type from now on; undefined = unlimited. */
@@ -147,7 +183,15 @@ export interface Ctx {
   operations: Map<string, OperationRecord>;
   serverLogs: Map<string, string[]>;
   reservations: Set<GpuReservation>;
-  settings: { predictTimeoutMs: number; deployDelayMs: number; servingGpuQuota: number | undefined; preemptGraceMs: number; preempt?: { afterCheckpoints: number } };
+  settings: {
+    predictTimeoutMs: number;
+    dedicatedPredictTimeoutMs: number | undefined;
+    deployDelayMs: number;
+    servingGpuQuota: number | undefined;
+    preemptGraceMs: number;
+    preempt?: { afterCheckpoints: number };
+  };
+  predictions: PredictRecord[];
   /** Background work close() waits for. */
   track(task: Promise<unknown>): void;
   nextId(): number;
@@ -167,4 +211,5 @@ export interface Ctx {
   findEndpoint(name: string): EndpointRecord;
 }
 
-export type Handler = (request: any, call: { cancelled: AbortSignal }) => Promise<object> | object;
+/** `host`: which server took the call; `authority` its :authority; `metadata` its headers. */
+export type Handler = (request: any, call: { cancelled: AbortSignal; host: FakeHost; authority: string; metadata: Record<string, string> }) => Promise<object> | object;
