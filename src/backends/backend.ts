@@ -2,6 +2,7 @@
 // Workflows speak only this; src/backends/vertex and src/backends/local fill it in.
 import type { Context } from "../context.ts";
 import type { ObjectStore } from "./store.ts";
+import type { BatchService } from "./batch.ts";
 import type { TrainerArgsInput, TrainerProgress } from "../core/trainer-args.ts";
 import type { PlannedRequest } from "../core/vertex-specs.ts";
 
@@ -152,6 +153,8 @@ export interface Backend {
   readonly training: TrainingService;
   readonly registry: ModelRegistry;
   readonly serving: ServingService;
+  /** Generation without an endpoint (vertex only: a BatchPredictionJob; see batch.ts). */
+  readonly batch?: BatchService;
   /**
    * Why this backend's training jobs and model servers could not load a base model, or undefined.
    * On Vertex both download it from the Hugging Face Hub: a directory on this machine (or in a

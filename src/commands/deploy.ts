@@ -9,6 +9,7 @@ export const deployCommand = defineCommand({
     { flags: "--model-version <version>", description: "model version, alias or run id (default: the default version)" },
     { flags: "--gpu <gpu>", description: "l4 or t4 (vertex)", choices: ["l4", "t4"] },
     { flags: "--replace", description: "vertex: if quota refuses the new version beside the old one, undeploy the old one first (a short gap)" },
+    { flags: "--shared-endpoint", description: "vertex: a shared endpoint (1.5 MB, 60 s per request) where dedicated endpoints are unavailable" },
   ],
   examples: ["avatar deploy alice", "avatar deploy alice --model-version 2 --json", "avatar deploy alice --replace --no-input"],
   async run(ctx, { args, options }) {
@@ -17,7 +18,13 @@ export const deployCommand = defineCommand({
     const { withBackend } = await import("../workflows/session.ts");
     const { deployAvatar } = await import("../workflows/deploy.ts");
     return withBackend(ctx, async (backend) => {
-      const result = await deployAvatar(ctx, backend, { name, version: options.modelVersion as string | undefined, gpu: ctx.config.values.gpu, replace: options.replace === true });
+      const result = await deployAvatar(ctx, backend, {
+        name,
+        version: options.modelVersion as string | undefined,
+        gpu: ctx.config.values.gpu,
+        replace: options.replace === true,
+        sharedEndpoint: options.sharedEndpoint === true,
+      });
       const human = result.dryRun
         ? [`Would deploy ${name} version ${result.version.versionId} (${result.version.artifactUri}).`, ...formatPlannedRequests(result.requests)]
         : [`${name} v${result.version.versionId} is serving${result.endpoint?.url ? ` at ${result.endpoint.url}` : ""}.`, "It bills (or holds memory) until `avatar down`."];

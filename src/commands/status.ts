@@ -38,7 +38,9 @@ export const statusCommand = defineCommand({
         "",
         ...table([["VERSION", "RUN", "ALIASES"], ...avatar!.models.map((m) => [m.versionId, m.runId, m.aliases.join(",")])]),
         "",
-        avatar!.endpoint ? `endpoint: ${avatar!.endpoint.state} (version ${avatar!.endpoint.modelVersion ?? "?"})${avatar!.endpoint.url ? ` ${avatar!.endpoint.url}` : ""}` : "endpoint: not deployed",
+        avatar!.endpoint
+          ? `endpoint: ${avatar!.endpoint.state} (version ${avatar!.endpoint.modelVersion ?? "?"}${avatar!.endpoint.endpointType ? `, ${avatar!.endpoint.endpointType}` : ""})${avatar!.endpoint.url ? ` ${avatar!.endpoint.url}` : ""}`
+          : "endpoint: not deployed",
         ...(avatar!.endpoint?.deploying
           ? [`deploying: version ${avatar!.endpoint.deploying.versionId} since ${avatar!.endpoint.deploying.startedAt}${avatar!.endpoint.deploying.stage ? ` (${avatar!.endpoint.deploying.stage})` : ""}; \`avatar deploy ${name}\` follows it, \`avatar down ${name}\` cancels it`]
           : []),

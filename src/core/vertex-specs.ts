@@ -2,6 +2,7 @@
 // takes them (camelCase, enums by name): CustomJob, uploadModel, createEndpoint, deployModel,
 // undeployModel, predict. Pure: the backend sends them, --dry-run prints them, tests compare them.
 import type { Gpu } from "./config.ts";
+import { DEDICATED_INFERENCE_TIMEOUT_S, ENDPOINT_LIMITS, type EndpointType } from "./endpoint-types.ts";
 import { AvatarError } from "./errors.ts";
 import { MANAGED_BY } from "./names.ts";
 import { gpuPresets } from "./presets.ts";
@@ -195,7 +196,15 @@ export function uploadModelRequest(loc: VertexLocation, input: UploadModelInput)
       // No AVATAR_GPU either: the env is fixed here, at register, and the GPU is chosen later, at
       // deploy (one model version may be deployed on a T4 or an L4). handler.py sizes its limits
       // from the card torch detects (T4 ~15 GiB, L4 ~22 GiB) instead.
-      env: [{ name: "HF_HUB_DISABLE_TELEMETRY", value: "1" }],
+      // The endpoint type is chosen at deploy too: the handler gets the limits of a dedicated
+      // endpoint (the default: 10 MB, our inference timeout). On a shared endpoint (1.5 MB, 60 s)
+      // the vertex backend refuses responses that would not fit before sending, and maps Vertex's
+      // own size and time refusals (backends/vertex/serving.ts).
+      env: [
+        { name: "HF_HUB_DISABLE_TELEMETRY", value: "1" },
+        { name: "AVATAR_MAX_RESPONSE_BYTES", value: String(ENDPOINT_LIMITS.dedicated.payloadBytes) },
+        { name: "AVATAR_PREDICT_TIMEOUT_S", value: String(DEDICATED_INFERENCE_TIMEOUT_S) },
+      ],
       ports: [{ containerPort: 8080 }],
       // Loading SDXL and installing requirements.txt takes minutes before the port opens.
       deploymentTimeout: { seconds: 3600 },
@@ -209,11 +218,19 @@ export function uploadModelRequest(loc: VertexLocation, input: UploadModelInput)
 // ---------------------------------------------------------------------------------------------
 // Serving
 
-export function createEndpointRequest(loc: VertexLocation, name: string) {
+/**
+ * A dedicated endpoint predicts at its own DNS name (10 MB, the inference timeout set here); a
+ * shared one at `{region}-aiplatform.googleapis.com` (1.5 MB, 60 s). See core/endpoint-types.ts.
+ */
+export function createEndpointRequest(loc: VertexLocation, name: string, type: EndpointType) {
+  const endpoint = { displayName: avatarResourceId(name), labels: { avatar: name, "managed-by": MANAGED_BY } };
   return {
     parent: locationName(loc),
     endpointId: avatarResourceId(name),
-    endpoint: { displayName: avatarResourceId(name), labels: { avatar: name, "managed-by": MANAGED_BY } },
+    endpoint:
+      type === "dedicated"
+        ? { ...endpoint, dedicatedEndpointEnabled: true, clientConnectionConfig: { inferenceTimeout: { seconds: DEDICATED_INFERENCE_TIMEOUT_S } } }
+        : endpoint,
   };
 }
 

@@ -11,6 +11,8 @@ export interface DeployInput {
   gpu: Gpu;
   /** When quota refuses the new version beside the old one: undeploy the old one first (a gap). */
   replace?: boolean;
+  /** vertex: a shared endpoint (1.5 MB, 60 s) instead of a dedicated one, where dedicated is unavailable. */
+  sharedEndpoint?: boolean;
 }
 
 /** --replace, else a question on a terminal; a script without --replace gets the quota error and its hint. */
@@ -43,7 +45,15 @@ export async function deployAvatar(ctx: Context, backend: Backend, input: Deploy
       hint: `Train one with \`avatar train ./selfies --name ${input.name}\`, or list versions with \`avatar status ${input.name}\`.`,
     });
   }
-  const spec: DeploySpec = { name: input.name, version, gpu: input.gpu, minReplicas: 1, maxReplicas: 1, labels: resourceLabels(input.name, version.runId) };
+  const spec: DeploySpec = {
+    name: input.name,
+    version,
+    gpu: input.gpu,
+    minReplicas: 1,
+    maxReplicas: 1,
+    labels: resourceLabels(input.name, version.runId),
+    endpointType: input.sharedEndpoint ? "shared" : "dedicated",
+  };
   if (ctx.flags.dryRun) {
     const requests = backend.serving.plan ? await backend.serving.plan(spec) : undefined;
     return { endpoint: undefined, version, reused: false, dryRun: true, ...(requests ? { requests } : {}) };

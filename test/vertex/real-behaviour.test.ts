@@ -26,6 +26,24 @@ describe("predict errors as real Vertex sends them", () => {
     expect(error.hint).toMatch(/fewer/);
   });
 
+  it("a response over the endpoint's limit (INVALID_ARGUMENT 'Response size too large', python-aiplatform #190): exit 2, JPEG or smaller, or a dedicated endpoint", () => {
+    const text = "Failed to handle request. endpoint_id: 3414397020616523776, deployed_model_id: 7183628433748918272 with error: `Response size too large. Received at least 3288694 bytes; max is 1500000 bytes`.";
+    const shared = mapPredictError(grpc(3, text), predictContext);
+    expect(shared).toMatchObject({ code: "BAD_INPUT", exitCode: 2 });
+    expect(shared.message).toBe(`The images are larger than the shared endpoint returns (1.5 MB): ${text}`);
+    expect(shared.hint).toMatch(/--format jpeg .*`avatar down nova`, then `avatar deploy nova` without --shared-endpoint/);
+    const dedicated = mapPredictError(grpc(3, text), { ...predictContext, endpointType: "dedicated" as const });
+    expect(dedicated.message).toMatch(/^The images are larger than the dedicated endpoint returns \(10 MB\)/);
+    expect(dedicated.hint).not.toMatch(/shared-endpoint/);
+  });
+
+  it("a dedicated endpoint asked through the shared host is not the model refusing the request", () => {
+    const text = "This endpoint is a dedicated endpoint via CloudESF and cannot be accessed through the Vertex AI API. Please access the endpoint using its dedicated dns name '1.us-central1-2.prediction.vertexai.goog'";
+    const error = mapPredictError(grpc(9, text), predictContext);
+    expect(error).toMatchObject({ code: "REMOTE_FAILED", exitCode: 3 });
+    expect(error.message).toMatch(/^nova's endpoint is dedicated and answers only at its own DNS name/);
+  });
+
   it.each([
     [9, "Endpoint projects/1/locations/us-central1/endpoints/avatar-nova does not have any deployed model."],
     [9, "Endpoint projects/1/locations/us-central1/endpoints/avatar-nova has no deployed model with traffic."],

@@ -120,14 +120,15 @@ describe("serving errors as real Vertex sends them", () => {
   }, LONG);
 
   it("an image that takes longer than the endpoint's limit answers UNAVAILABLE: exit 3 with its own message", async () => {
-    world.fake.setPredictTimeout(300);
+    // The endpoint is dedicated (the default): its limit is the inference timeout deploy set, 300 s.
+    world.fake.setPredictTimeout(300, "dedicated");
     try {
       const slow = await cli(["generate", "alice", "x", "--steps", "40", "--width", "512", "--height", "512", "--json"]);
       const error = failed(slow, 3);
-      expect(error.message).toMatch(/took longer than the endpoint's 60 s limit/);
+      expect(error.message).toMatch(/took longer than the endpoint's 300 s limit/);
       expect(error.hint).toMatch(/fewer steps/);
     } finally {
-      world.fake.setPredictTimeout(60_000);
+      world.fake.setPredictTimeout(undefined, "dedicated");
     }
     // The server behind it is free again: a small request still gets its image.
     const data = ok(await cli(["generate", "alice", "x", "--steps", "1", "--width", "256", "--height", "256", "--json"]));

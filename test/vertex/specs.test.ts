@@ -10,7 +10,8 @@ import {
   runIdOfDeployedModel, runKeyOf, SERVE_IMAGE, serveImage, TRAIN_IMAGE, trainImage, undeployAllRequests, uploadModelRequest, vertexBaseProblem,
   type CustomJobInput,
 } from "../../src/core/vertex-specs.ts";
-import { vertexClientOptions } from "../../src/backends/vertex/clients.ts";
+import { dedicatedPredictionOptions, vertexClientOptions } from "../../src/backends/vertex/clients.ts";
+import { dedicatedHost, endpointTypeMismatch, endpointTypeOf, estimatedResponseBytes, predictUrl, sharedResponseProblem } from "../../src/core/endpoint-types.ts";
 import { pollIntervals } from "../../src/backends/vertex/lro.ts";
 
 const loc = { project: "my-proj", region: "europe-west4" };
@@ -150,6 +151,11 @@ describe("uploadModelRequest", () => {
     expect(names).not.toContain("HF_MODEL_DIR");
     expect(names.some((n) => n.startsWith("AIP_"))).toBe(false);
   });
+
+  it("gives handler.py a dedicated endpoint's limits: 10 MB responses, 300 s", () => {
+    const { model } = uploadModelRequest(loc, { ...input, modelExists: false });
+    expect(model.containerSpec.env).toEqual(expect.arrayContaining([{ name: "AVATAR_MAX_RESPONSE_BYTES", value: "10000000" }, { name: "AVATAR_PREDICT_TIMEOUT_S", value: "300" }]));
+  });
 });
 
 describe("serving requests", () => {
@@ -172,12 +178,14 @@ describe("serving requests", () => {
     expect(() => deployModelRequest(loc, { name: "a", versionId: "1", runId: RUN, gpu: "l4", minReplicas, maxReplicas })).toThrow(AvatarError);
   });
 
-  it("createEndpointRequest: one endpoint per avatar, labelled", () => {
-    expect(createEndpointRequest(loc, "alice")).toEqual({
+  it("createEndpointRequest: one endpoint per avatar, labelled; dedicated with an inference timeout, or shared", () => {
+    const labels = { avatar: "alice", "managed-by": "avatar-cli" };
+    expect(createEndpointRequest(loc, "alice", "dedicated")).toEqual({
       parent,
       endpointId: "avatar-alice",
-      endpoint: { displayName: "avatar-alice", labels: { avatar: "alice", "managed-by": "avatar-cli" } },
+      endpoint: { displayName: "avatar-alice", labels, dedicatedEndpointEnabled: true, clientConnectionConfig: { inferenceTimeout: { seconds: 300 } } },
     });
+    expect(createEndpointRequest(loc, "alice", "shared")).toEqual({ parent, endpointId: "avatar-alice", endpoint: { displayName: "avatar-alice", labels } });
   });
 
   it.each([
@@ -282,6 +290,54 @@ describe("names and states", () => {
   });
 });
 
+describe("endpoint types", () => {
+  const name = `${parent}/endpoints/avatar-alice`;
+
+  it.each([
+    ["avatar-alice.europe-west4-123.prediction.vertexai.goog", "avatar-alice.europe-west4-123.prediction.vertexai.goog"],
+    ["https://1.us-central1-9.prediction.vertexai.goog/", "1.us-central1-9.prediction.vertexai.goog"],
+    ["", undefined],
+    [null, undefined],
+    ["https://x/y", undefined],
+  ])("dedicatedHost(%j) = %j (the field as a bare host, or in the proto comment's https:// form)", (dns, host) => {
+    expect(dedicatedHost(dns)).toBe(host);
+  });
+
+  it("the type of an Endpoint resource, and its predict URL: the dedicated DNS name, or the regional host", () => {
+    expect(endpointTypeOf({ dedicatedEndpointEnabled: true })).toBe("dedicated");
+    expect(endpointTypeOf({ dedicatedEndpointEnabled: false })).toBe("shared");
+    expect(endpointTypeOf({})).toBe("shared");
+    expect(predictUrl(name, "dedicated", "europe-west4", "d.europe-west4-1.prediction.vertexai.goog")).toBe(`https://d.europe-west4-1.prediction.vertexai.goog/v1/${name}:predict`);
+    expect(predictUrl(name, "shared", "europe-west4", "ignored")).toBe(`https://europe-west4-aiplatform.googleapis.com/v1/${name}:predict`);
+  });
+
+  // prettier-ignore
+  it.each([
+    [{ instances: [{}], parameters: { width: 1024, height: 1024, format: "png" } }, /an image of 1024x1024 as PNG comes to about 2\.8 MB, over the 1\.5 MB/],
+    [{ instances: [{}], parameters: { width: 1024, height: 1024, format: "jpeg" } }, undefined],
+    [{ instances: [{}], parameters: { width: 1024, height: 1024 } }, undefined],
+    [{ instances: [{}, {}], parameters: { width: 1024, height: 1024, num_images: 2 } }, /4 images of 1024x1024 as JPEG come to about 2\.5 MB/],
+    [{ instances: [{}], parameters: { width: 704, height: 704, format: "png" } }, undefined],
+    [{ instances: [{}], parameters: { format: "png" } }, undefined],
+  ])("sharedResponseProblem(%j)", (body, problem) => {
+    const found = sharedResponseProblem(body);
+    if (problem) expect(found).toMatch(problem);
+    else expect(found).toBeUndefined();
+  });
+
+  it("estimatedResponseBytes follows handler.py: bytes per pixel (JPEG 0.45, PNG 2.0), base64, 300 bytes around each image", () => {
+    expect(estimatedResponseBytes(1, 1000, 1000, "png")).toBeCloseTo(2_000_000 * (4 / 3) + 300);
+    expect(estimatedResponseBytes(2, 1000, 1000, "jpeg")).toBeCloseTo(2 * (450_000 * (4 / 3) + 300));
+  });
+
+  it("an endpoint keeps its type: the mismatch is exit 2 and says how to keep it or start over", () => {
+    const toShared = endpointTypeMismatch("alice", "dedicated", "shared");
+    expect(toShared).toMatchObject({ code: "BAD_INPUT", exitCode: 2 });
+    expect(toShared.hint).toBe("Deploy without --shared-endpoint to keep using it, or run `avatar down alice` first, then `avatar deploy alice --shared-endpoint`.");
+    expect(endpointTypeMismatch("alice", "shared", "dedicated").hint).toMatch(/^Pass --shared-endpoint to keep using it/);
+  });
+});
+
 describe("client construction", () => {
   it("regional endpoint with the googleapis.com universe", async () => {
     expect(await vertexClientOptions({ region: "europe-west4", env: {} })).toEqual({ apiEndpoint: "europe-west4-aiplatform.googleapis.com", universeDomain: "googleapis.com" });
@@ -293,6 +349,15 @@ describe("client construction", () => {
     expect(options).toMatchObject({ apiEndpoint: "127.0.0.1", port: 8085, universeDomain: "googleapis.com" });
     expect(options.sslCreds).toBeInstanceOf(grpc.ChannelCredentials);
     expect(await vertexClientOptions({ region: "us-central1", env: { AVATAR_VERTEX_ENDPOINT: "[::1]:9000" } })).toMatchObject({ apiEndpoint: "::1", port: 9000 });
+  });
+
+  it("a dedicated endpoint's predictions: its DNS name on port 443; with AVATAR_VERTEX_DEDICATED_ENDPOINT that address, the DNS name kept as authority", async () => {
+    const dns = "avatar-alice.us-central1-1.prediction.vertexai.goog";
+    expect(await dedicatedPredictionOptions(dns, { region: "us-central1", env: {} })).toEqual({ apiEndpoint: dns, universeDomain: "googleapis.com" });
+    const fake = await dedicatedPredictionOptions(dns, { region: "us-central1", env: { AVATAR_VERTEX_ENDPOINT: "127.0.0.1:8085", AVATAR_VERTEX_DEDICATED_ENDPOINT: "127.0.0.1:8086" } });
+    expect(fake).toMatchObject({ apiEndpoint: "127.0.0.1", port: 8086, "grpc.default_authority": dns });
+    // A fake for the API but none for the DNS names: a clear CONFIG error, not a connection to the real host.
+    await expect(dedicatedPredictionOptions(dns, { region: "us-central1", env: { AVATAR_VERTEX_ENDPOINT: "127.0.0.1:8085" } })).rejects.toMatchObject({ code: "CONFIG", exitCode: 2, message: expect.stringMatching(/its predictions go to avatar-alice\./) });
   });
 
   it.each(["localhost", "http://127.0.0.1:8085", "127.0.0.1:port", "127.0.0.1:70000"])("a malformed AVATAR_VERTEX_ENDPOINT %s is a CONFIG error", async (value) => {

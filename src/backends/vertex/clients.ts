@@ -22,7 +22,8 @@ export async function createStorage(options: StorageOptions): Promise<Storage> {
 
 // ------------------------------------------------------------------------------------------------
 // Vertex AI (v1, gRPC). Regional endpoint `${region}-aiplatform.googleapis.com`; AVATAR_VERTEX_ENDPOINT
-// = host:port points every client at a local fake instead (insecure channel, no credentials).
+// = host:port points every client at a local fake instead (insecure channel, no credentials), and
+// AVATAR_VERTEX_DEDICATED_ENDPOINT = host:port the predictions of dedicated endpoints.
 
 export type AiplatformModule = typeof import("@google-cloud/aiplatform");
 type V1 = AiplatformModule["v1"];
@@ -38,22 +39,43 @@ export interface VertexClientOptions {
   offline?: Unchecked;
 }
 
+/** An emulator address from the environment: insecure channel options, or a CONFIG error. */
+async function emulatorOptions(variable: string, value: string, universeDomain: string): Promise<Record<string, unknown>> {
+  const match = /^(?:\[([0-9A-Fa-f:]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$/.exec(value.trim());
+  if (!match || Number(match[3]) > 65535) {
+    const { AvatarError } = await import("../../core/errors.ts");
+    throw new AvatarError("CONFIG", `${variable} "${value}" is not host:port.`, { hint: `e.g. ${variable}=127.0.0.1:8085, or unset it to use Vertex AI.` });
+  }
+  // gax's own grpc-js: another copy fails its `instanceof ChannelCredentials` check.
+  const { grpc } = await import("google-gax");
+  return { apiEndpoint: match[1] ?? match[2], port: Number(match[3]), sslCreds: grpc.credentials.createInsecure(), universeDomain };
+}
+
 /** Constructor options of every Vertex client (exported for tests). */
 export async function vertexClientOptions(options: VertexClientOptions): Promise<Record<string, unknown>> {
   const universeDomain = options.env.GOOGLE_CLOUD_UNIVERSE_DOMAIN || "googleapis.com";
   const emulator = options.env.AVATAR_VERTEX_ENDPOINT;
-  if (emulator) {
-    const match = /^(?:\[([0-9A-Fa-f:]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$/.exec(emulator.trim());
-    if (!match || Number(match[3]) > 65535) {
-      const { AvatarError } = await import("../../core/errors.ts");
-      throw new AvatarError("CONFIG", `AVATAR_VERTEX_ENDPOINT "${emulator}" is not host:port.`, { hint: "e.g. AVATAR_VERTEX_ENDPOINT=127.0.0.1:8085, or unset it to use Vertex AI." });
-    }
-    // gax's own grpc-js: another copy fails its `instanceof ChannelCredentials` check.
-    const { grpc } = await import("google-gax");
-    return { apiEndpoint: match[1] ?? match[2], port: Number(match[3]), sslCreds: grpc.credentials.createInsecure(), universeDomain };
-  }
+  if (emulator) return emulatorOptions("AVATAR_VERTEX_ENDPOINT", emulator, universeDomain);
   // universeDomain given: the client does not probe the GCE metadata server for it (slow, warns off GCP).
   return { apiEndpoint: `${options.region}-aiplatform.googleapis.com`, universeDomain };
+}
+
+/**
+ * Options of the PredictionServiceClient for a dedicated endpoint: its DNS name (port 443), which
+ * answers only its own endpoint's predictions. AVATAR_VERTEX_DEDICATED_ENDPOINT = host:port sends
+ * them to a local fake instead, with the DNS name kept as the call's authority (what the fake checks).
+ */
+export async function dedicatedPredictionOptions(host: string, options: VertexClientOptions): Promise<Record<string, unknown>> {
+  const universeDomain = options.env.GOOGLE_CLOUD_UNIVERSE_DOMAIN || "googleapis.com";
+  const emulator = options.env.AVATAR_VERTEX_DEDICATED_ENDPOINT;
+  if (emulator) return { ...(await emulatorOptions("AVATAR_VERTEX_DEDICATED_ENDPOINT", emulator, universeDomain)), "grpc.default_authority": host };
+  if (options.env.AVATAR_VERTEX_ENDPOINT) {
+    const { AvatarError } = await import("../../core/errors.ts");
+    throw new AvatarError("CONFIG", `AVATAR_VERTEX_ENDPOINT points the CLI at a local Vertex fake, but this endpoint is dedicated: its predictions go to ${host}.`, {
+      hint: "Set AVATAR_VERTEX_DEDICATED_ENDPOINT=host:port as well (`npm run fakes` prints it), or deploy with --shared-endpoint.",
+    });
+  }
+  return { apiEndpoint: host, universeDomain };
 }
 
 /** The four Vertex clients, each created on first use and closed together. */
@@ -72,8 +94,10 @@ export class VertexClients {
     return this.#module;
   }
 
-  async #client<T extends { close(): Promise<void> }>(kind: "JobServiceClient" | "ModelServiceClient" | "EndpointServiceClient" | "PredictionServiceClient"): Promise<T> {
-    let made = this.#made.get(kind);
+  /** `dedicatedHost`: a PredictionServiceClient of its own for a dedicated endpoint's DNS name. */
+  async #client<T extends { close(): Promise<void> }>(kind: "JobServiceClient" | "ModelServiceClient" | "EndpointServiceClient" | "PredictionServiceClient", dedicatedHost?: string): Promise<T> {
+    const key = dedicatedHost ? `${kind}@${dedicatedHost}` : kind;
+    let made = this.#made.get(key);
     if (!made) {
       const offline = this.#options.offline;
       made = (async () => {
@@ -81,9 +105,9 @@ export class VertexClients {
         const { v1 } = await this.module();
         this.#clientOptions ??= vertexClientOptions(this.#options);
         const Client = v1[kind] as unknown as new (options: Record<string, unknown>) => T;
-        return new Client(await this.#clientOptions);
+        return new Client(dedicatedHost ? await dedicatedPredictionOptions(dedicatedHost, this.#options) : await this.#clientOptions);
       })();
-      this.#made.set(kind, made);
+      this.#made.set(key, made);
     }
     return (await made) as T;
   }
@@ -91,7 +115,8 @@ export class VertexClients {
   jobs = () => this.#client<JobServiceClient>("JobServiceClient");
   models = () => this.#client<ModelServiceClient>("ModelServiceClient");
   endpoints = () => this.#client<EndpointServiceClient>("EndpointServiceClient");
-  prediction = () => this.#client<PredictionServiceClient>("PredictionServiceClient");
+  /** Shared endpoints predict through the regional host; a dedicated one only through its own DNS name. */
+  prediction = (dedicatedHost?: string) => this.#client<PredictionServiceClient>("PredictionServiceClient", dedicatedHost);
 
   async close(): Promise<void> {
     const made = [...this.#made.values()];

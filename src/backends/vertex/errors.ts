@@ -1,4 +1,5 @@
 // Google errors (gRPC codes and HTTP statuses) → AvatarError with a hint that says what to do.
+import type { EndpointType } from "../../core/endpoint-types.ts";
 import { AvatarError, type ErrorCode } from "../../core/errors.ts";
 import * as vertexNames from "../../core/vertex-names.ts";
 
@@ -189,13 +190,26 @@ export interface PredictErrorContext extends VertexErrorContext {
   elapsedMs: number;
   /** The endpoint's own inference limit (60 s on a shared public endpoint). */
   limitSeconds: number;
+  /** Shared (1.5 MB, 60 s) or dedicated (10 MB, the timeout avatar sets); default shared. */
+  endpointType?: EndpointType;
+}
+
+/** What to do when a response is over the endpoint's payload limit. */
+export function responseSizeHint(name: string, endpointType: EndpointType | undefined): string {
+  const smaller = "Ask for --format jpeg (about a quarter of the size of PNG) or a smaller --width/--height";
+  return endpointType === "dedicated"
+    ? `${smaller}.`
+    : `${smaller}; or serve from a dedicated endpoint (10 MB): \`avatar down ${name}\`, then \`avatar deploy ${name}\` without --shared-endpoint.`;
 }
 
 /**
  * A failed predict. Real Vertex answers a container's HTTP 400 (our handler's ValueError) and its
  * own 1.5 MB request limit with FAILED_PRECONDITION (9), not INVALID_ARGUMENT; only a message about
- * a missing deployed model means the avatar is not deployed. A shared endpoint cuts inference at
- * 60 s and answers UNAVAILABLE (14): that is not a network problem.
+ * a missing deployed model means the avatar is not deployed. A response over the endpoint's limit
+ * comes back as INVALID_ARGUMENT (3) "… Response size too large. Received at least n bytes …"
+ * (python-aiplatform #190). A shared endpoint cuts inference at 60 s and answers UNAVAILABLE (14):
+ * that is not a network problem. A dedicated endpoint asked through the shared host answers
+ * FAILED_PRECONDITION "This endpoint is a dedicated endpoint … dedicated dns name '…'".
  */
 export function mapPredictError(error: unknown, context: PredictErrorContext): AvatarError {
   if (error instanceof AvatarError) return error;
@@ -206,6 +220,16 @@ export function mapPredictError(error: unknown, context: PredictErrorContext): A
   const notDeployed = /no deployed model|not have any deployed model|has no deployed models?|is not deployed|no model (is )?deployed/i;
   if (code === 5 || ((code === 9 || code === 3) && notDeployed.test(text))) {
     return new AvatarError("NOT_FOUND", `${name} is not deployed: ${text}`, { cause: error, hint: `Run \`avatar deploy ${name}\` first.` });
+  }
+  if ((code === 9 || code === 3) && /response size too large/i.test(text)) {
+    const limit = context.endpointType === "dedicated" ? "10 MB" : "1.5 MB";
+    return new AvatarError("BAD_INPUT", `The images are larger than the ${context.endpointType ?? "shared"} endpoint returns (${limit}): ${text}`, { cause: error, hint: responseSizeHint(name, context.endpointType) });
+  }
+  if ((code === 9 || code === 3) && /dedicated endpoint|dedicated dns/i.test(text)) {
+    return new AvatarError("REMOTE_FAILED", `${name}'s endpoint is dedicated and answers only at its own DNS name: ${text}`, {
+      cause: error,
+      hint: "The endpoint changed while this ran, or AVATAR_VERTEX_ENDPOINT sends predictions elsewhere; run the command again (`avatar status` shows the endpoint).",
+    });
   }
   if ((code === 9 || code === 3) && /request size|payload size|exceeds? .*(MB|bytes)/i.test(text)) {
     return new AvatarError("BAD_INPUT", `The request is larger than the endpoint accepts: ${text}`, {

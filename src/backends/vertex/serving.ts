@@ -1,6 +1,10 @@
 // Serving on Vertex: one Endpoint per avatar (id avatar-<name>), the chosen model version deployed
 // on the GPU preset with all traffic; predict through PredictionService; down = undeploy everything
-// and delete the endpoint, which stops the billing.
+// and delete the endpoint, which stops the billing. Endpoints are dedicated unless asked otherwise:
+// predictions then go to the endpoint's own DNS name (core/endpoint-types.ts).
+import {
+  dedicatedHost, ENDPOINT_LIMITS, endpointTypeMismatch, endpointTypeOf, predictUrl, sharedResponseProblem, type EndpointType,
+} from "../../core/endpoint-types.ts";
 import { AvatarError } from "../../core/errors.ts";
 import {
   avatarFilter, avatarOfResourceId, deploymentStageText, endpointName, gpuOfAccelerator, isoTime, locationName, resourceId,
@@ -10,7 +14,7 @@ import {
 } from "../../core/vertex-specs.ts";
 import type { DeploySpec, EndpointInfo, PredictResponse, ServingService } from "../backend.ts";
 import { errorContext, isNotFound, readRetrying, type VertexContext } from "./context.ts";
-import { mapPredictError, mapVertexError } from "./errors.ts";
+import { mapPredictError, mapVertexError, responseSizeHint } from "./errors.ts";
 import { waitOperation } from "./lro.ts";
 import { PendingDeploys, type PendingState } from "./pending-deploy.ts";
 
@@ -28,6 +32,29 @@ interface EndpointLike {
   deployedModels?: DeployedModelLike[] | null;
   trafficSplit?: Record<string, number> | null;
   createTime?: { seconds?: string | number | null; nanos?: number | null } | null;
+  dedicatedEndpointEnabled?: boolean | null;
+  dedicatedEndpointDns?: string | null;
+  clientConnectionConfig?: { inferenceTimeout?: { seconds?: string | number | null } | null } | null;
+}
+
+/** Where an endpoint's predictions go and how long Vertex gives each. */
+interface Route {
+  id: string;
+  type: EndpointType;
+  /** A dedicated endpoint's DNS name (empty until Vertex assigns it). */
+  host?: string;
+  limitSeconds: number;
+}
+
+/**
+ * A dedicated endpoint's own inference timeout (clientConnectionConfig; Vertex's default is 600 s);
+ * a shared endpoint's is fixed at 60 s.
+ */
+function routeOf(ep: EndpointLike): Route {
+  const type = endpointTypeOf(ep);
+  const set = Number(ep.clientConnectionConfig?.inferenceTimeout?.seconds ?? 0);
+  const limitSeconds = type === "dedicated" ? (set > 0 ? set : 600) : ENDPOINT_LIMITS.shared.inferenceSeconds;
+  return { id: resourceId(ep.name ?? ""), type, host: type === "dedicated" ? dedicatedHost(ep.dedicatedEndpointDns) : undefined, limitSeconds };
 }
 
 interface ValueLike {
@@ -60,8 +87,8 @@ export function fromValue(v: ValueLike | null | undefined): unknown {
   }
 }
 
-/** A shared public endpoint ends an inference after 60 s with UNAVAILABLE (research/vertex-real-behaviour.md). */
-const SHARED_ENDPOINT_LIMIT_S = 60;
+/** The client's deadline over the endpoint's own limit: Vertex's answer (an error) must arrive first. */
+const DEADLINE_MARGIN_S = 60;
 
 interface DeployOptions {
   signal?: AbortSignal;
@@ -72,6 +99,8 @@ interface DeployOptions {
 export class VertexServing implements ServingService {
   readonly #v: VertexContext;
   readonly #pending: PendingDeploys;
+  /** Routes of the endpoints read by this process (generate reads the endpoint once, then predicts). */
+  readonly #routes = new Map<string, Route>();
 
   constructor(vctx: VertexContext) {
     this.#v = vctx;
@@ -82,9 +111,13 @@ export class VertexServing implements ServingService {
     const endpoints = await this.#v.clients.endpoints();
     try {
       const [endpoint] = await readRetrying(this.#v, `reading the endpoint of ${name}`, () => endpoints.getEndpoint({ name: endpointName(this.#v.loc, name) }));
+      this.#routes.set(name, routeOf(endpoint as EndpointLike));
       return endpoint as EndpointLike;
     } catch (error) {
-      if (isNotFound(error)) return undefined;
+      if (isNotFound(error)) {
+        this.#routes.delete(name);
+        return undefined;
+      }
       throw mapVertexError(error, errorContext(this.#v, `reading the endpoint of ${name}`));
     }
   }
@@ -99,12 +132,14 @@ export class VertexServing implements ServingService {
     const id = resourceId(ep.name ?? "");
     const labels = { ...(ep.labels ?? {}) };
     const primary = this.#primary(ep);
+    const endpointType = endpointTypeOf(ep);
     const info: EndpointInfo = {
       id,
       name: labels.avatar ?? avatarOfResourceId(id) ?? id,
       // Deployed models appear on the endpoint once their deployment finished.
       state: primary ? "ready" : "stopped",
       labels,
+      endpointType,
       createdAt: isoTime(ep.createTime) ?? "",
     };
     if (primary) {
@@ -113,9 +148,15 @@ export class VertexServing implements ServingService {
       if (runId) info.runId = runId;
       const gpu = gpuOfAccelerator(primary.dedicatedResources?.machineSpec?.acceleratorType);
       if (gpu) info.gpu = gpu;
-      info.url = `https://${this.#v.loc.region}-aiplatform.googleapis.com/v1/${ep.name}:predict`;
+      info.url = predictUrl(ep.name ?? "", endpointType, this.#v.loc.region, ep.dedicatedEndpointDns);
     }
     return info;
+  }
+
+  /** An endpoint keeps the type it was created with: a deploy asking for the other one stops here. */
+  #checkType(ep: EndpointLike | undefined, spec: DeploySpec): void {
+    const wanted = spec.endpointType ?? "dedicated";
+    if (ep && endpointTypeOf(ep) !== wanted) throw endpointTypeMismatch(spec.name, endpointTypeOf(ep), wanted);
   }
 
   #serves(ep: EndpointLike | undefined, spec: DeploySpec): boolean {
@@ -144,9 +185,11 @@ export class VertexServing implements ServingService {
     const follow: PlannedRequest[] =
       pending && !pending.done ? [{ service: "Operations", method: "GetOperation", request: { name: pending.operation }, note: `follow the deployment of v${pending.versionId} in flight first` }] : [];
     const ep = await this.#getRaw(spec.name);
+    this.#checkType(ep, spec);
     if (this.#serves(ep, spec)) return [...follow, { service: "EndpointService", method: "DeployModel", request: null, note: `not needed: version ${spec.version.versionId} is already serving` }];
     const planned: PlannedRequest[] = [...follow];
-    if (!ep) planned.push({ service: "EndpointService", method: "CreateEndpoint", request: createEndpointRequest(this.#v.loc, spec.name), ...(this.#v.offline ? { note: "unless it exists: not checked without credentials" } : {}) });
+    const create = createEndpointRequest(this.#v.loc, spec.name, spec.endpointType ?? "dedicated");
+    if (!ep) planned.push({ service: "EndpointService", method: "CreateEndpoint", request: create, ...(this.#v.offline ? { note: "unless it exists: not checked without credentials" } : {}) });
     planned.push({ service: "EndpointService", method: "DeployModel", request: this.#deployRequest(spec) });
     for (const old of ep?.deployedModels ?? []) {
       planned.push({ service: "EndpointService", method: "UndeployModel", request: { endpoint: endpointName(this.#v.loc, spec.name), deployedModelId: old.id }, note: "the previous version, after the new one serves" });
@@ -163,6 +206,7 @@ export class VertexServing implements ServingService {
       if (failed) options.onStage?.(`that deployment failed: ${failed}`);
     }
     let ep = await this.#getRaw(spec.name);
+    this.#checkType(ep, spec);
     if (this.#serves(ep, spec)) return { endpoint: this.#toInfo(ep!), reused: true };
     ep ??= await this.#createEndpoint(spec, options);
     const previous = (ep?.deployedModels ?? []).map((m) => ({ id: String(m.id), version: String(m.modelVersionId ?? "?") }));
@@ -205,7 +249,7 @@ export class VertexServing implements ServingService {
     options.onStage?.("creating the endpoint");
     const context = errorContext(this.#v, `creating the endpoint of ${spec.name}`, { kind: "serving", gpu: spec.gpu });
     try {
-      const [op] = await endpoints.createEndpoint(createEndpointRequest(this.#v.loc, spec.name));
+      const [op] = await endpoints.createEndpoint(createEndpointRequest(this.#v.loc, spec.name, spec.endpointType ?? "dedicated"));
       return (await waitOperation(op, (n) => endpoints.checkCreateEndpointProgress(n), {
         intervalMs: this.#v.poll.operationMs,
         retry: this.#v.retry,
@@ -296,9 +340,29 @@ export class VertexServing implements ServingService {
     return { ...info, state: "deploying", deploying: { versionId: pending.versionId, startedAt: pending.startedAt, operation: pending.operation, ...(pending.stage ? { stage: pending.stage } : {}) } };
   }
 
+  /** The endpoint's route, read once per process (NOT_FOUND when the avatar has no endpoint). */
+  async #route(name: string): Promise<Route> {
+    let route = this.#routes.get(name);
+    // A dedicated endpoint gets its DNS name from Vertex after it is created: read it again then.
+    if (!route || (route.type === "dedicated" && !route.host)) {
+      await this.#getRaw(name);
+      route = this.#routes.get(name);
+    }
+    if (!route) throw new AvatarError("NOT_FOUND", `${name} is not deployed.`, { hint: `Run \`avatar deploy ${name}\` first.` });
+    if (route.type === "dedicated" && !route.host) {
+      throw new AvatarError("REMOTE_FAILED", `${name}'s dedicated endpoint has no DNS name yet.`, { hint: "Vertex assigns it shortly after creating the endpoint; try again in a minute (`avatar status` shows the URL)." });
+    }
+    return route;
+  }
+
   async predict(name: string, body: unknown, options: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<PredictResponse> {
     const request = predictRequest(endpointName(this.#v.loc, name), body);
-    const prediction = await this.#v.clients.prediction();
+    const route = await this.#route(name);
+    // The handler's limits are a dedicated endpoint's (set at register): a shared endpoint's 1.5 MB
+    // response limit is checked here, before a GPU spends a minute on images Vertex would drop.
+    const tooBig = route.type === "shared" ? sharedResponseProblem(body) : undefined;
+    if (tooBig) throw new AvatarError("BAD_INPUT", `${name}'s endpoint is shared: ${tooBig}.`, { hint: responseSizeHint(name, "shared") });
+    const prediction = await this.#v.clients.prediction(route.host);
     const { helpers } = await this.#v.clients.module();
     const value = (x: unknown) => {
       const v = helpers.toValue(x as object);
@@ -313,8 +377,13 @@ export class VertexServing implements ServingService {
         instances: request.instances.map(value),
         ...(request.parameters === undefined ? {} : { parameters: value(request.parameters) }),
       },
-      // The default deadline is 30 s; an image on a cold GPU takes longer.
-      { timeout: options.timeoutMs ?? 600_000 },
+      {
+        // The default deadline is 30 s; an image on a cold GPU takes longer. Past the endpoint's own
+        // limit Vertex answers with an error, which should arrive before the client gives up.
+        timeout: options.timeoutMs ?? (route.limitSeconds + DEADLINE_MARGIN_S) * 1000,
+        // gRPC to a dedicated endpoint must name it (Vertex docs, "Get online inferences").
+        ...(route.type === "dedicated" ? { otherArgs: { headers: { "x-vertex-ai-endpoint-id": route.id } } } : {}),
+      },
     );
     const cancel = () => (call as unknown as { cancel?: () => void }).cancel?.();
     options.signal?.addEventListener("abort", cancel, { once: true });
@@ -324,7 +393,8 @@ export class VertexServing implements ServingService {
       return { predictions, deployedModelId: response.deployedModelId ?? undefined };
     } catch (error) {
       if (options.signal?.aborted) throw new AvatarError("INTERRUPTED", "Interrupted while waiting for the endpoint.");
-      throw mapPredictError(error, { ...errorContext(this.#v, `generating with ${name}`, { kind: "serving" }), name, elapsedMs: Date.now() - started, limitSeconds: SHARED_ENDPOINT_LIMIT_S });
+      const context = errorContext(this.#v, `generating with ${name}`, { kind: "serving" });
+      throw mapPredictError(error, { ...context, name, elapsedMs: Date.now() - started, limitSeconds: route.limitSeconds, endpointType: route.type });
     } finally {
       options.signal?.removeEventListener("abort", cancel);
     }
