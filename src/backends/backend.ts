@@ -3,6 +3,7 @@
 import type { Context } from "../context.ts";
 import type { ObjectStore } from "./store.ts";
 import type { BatchService } from "./batch.ts";
+import type { EndpointType } from "../core/endpoint-types.ts";
 import type { TrainerArgsInput, TrainerProgress } from "../core/trainer-args.ts";
 import type { PlannedRequest } from "../core/vertex-specs.ts";
 
@@ -110,6 +111,8 @@ export interface EndpointInfo {
   runId?: string;
   url?: string;
   gpu?: string;
+  /** vertex: where predictions go and what they may carry (core/endpoint-types.ts). */
+  endpointType?: EndpointType;
   createdAt: string;
   /** A deployment still in flight (Vertex lists a deployed model only once it serves). */
   deploying?: { versionId: string; startedAt: string; operation: string; stage?: string };
@@ -122,6 +125,8 @@ export interface DeploySpec {
   minReplicas: number;
   maxReplicas: number;
   labels: Record<string, string>;
+  /** vertex: the type of endpoint to create (default dedicated); an existing one must match. */
+  endpointType?: EndpointType;
 }
 
 export interface PredictResponse {
