@@ -4,6 +4,7 @@ import type { Context } from "../../context.ts";
 import { requireValue } from "../../core/config.ts";
 import { vertexBaseProblem } from "../../core/vertex-specs.ts";
 import type { Backend } from "../backend.ts";
+import { VertexBatch } from "./batch.ts";
 import { VertexClients } from "./clients.ts";
 import { openVertexStore } from "./open-store.ts";
 import type { VertexContext } from "./context.ts";
@@ -32,14 +33,17 @@ export async function openVertexBackend(ctx: Pick<Context, "config" | "env"> & P
     offline: unchecked !== undefined,
     retry: { ...retryPolicy(poll.operationMs, (line) => ctx.out?.detail(line)), signal: ctx.signal },
   };
+  const batch = new VertexBatch(vctx);
   return {
     kind: "vertex",
     store,
     training: new VertexTraining(vctx),
     registry: new VertexRegistry(vctx),
     serving: new VertexServing(vctx),
+    batch,
     baseProblem: (base) => vertexBaseProblem(base, vctx.emulated),
     async close() {
+      await batch.close();
       await clients.close();
       await store.close();
     },

@@ -32,6 +32,7 @@ function describe(key: string): string {
   if (/\/checkpoints\//.test(key)) return "the run's checkpoints";
   if (/\/serving\//.test(key)) return "deployments in flight";
   if (/\/runs\//.test(key)) return "the run's files in the bucket";
+  if (/\/outputs\//.test(key)) return "earlier generations in the bucket";
   return `gs:// objects under ${key}`;
 }
 
