@@ -18,6 +18,8 @@
 //   as Values; container errors, the payload limits and the time limits answer as real Vertex does.
 //   Dedicated endpoints (dedicatedEndpointEnabled) answer only on a second port that plays their DNS
 //   names (dedicatedAddress, checked against the call's :authority); shared ones only on the first.
+// - JobService batch prediction (batch.ts): a BatchPredictionJob runs local_server.py over the JSONL
+//   instances in the bucket, batchSize lines per request, and writes Vertex's output folder.
 // - google.longrunning.Operations (operations.ts): Get, List, Cancel, Delete for every LRO above.
 // Every other unary method of these services answers UNIMPLEMENTED (and can still be given faults).
 //
@@ -32,6 +34,7 @@ import { dirname, join, relative } from "node:path";
 import { Storage } from "@google-cloud/storage";
 import { grpc } from "google-gax";
 import { checkFailure, fetchObject, invalid, md5, notFound, parseName, pkg, RpcError, S, SERVICES, stopChild, toServiceError, UNARY_METHODS, venvPython, type FakeFailure } from "./common.ts";
+import { batchService } from "./batch.ts";
 import { endpointService } from "./endpoints.ts";
 import { jobService } from "./jobs.ts";
 import { modelService } from "./models.ts";
@@ -169,8 +172,9 @@ export async function startVertexFake(options: VertexFakeOptions): Promise<Verte
       .then((response) => callback(null, response), (error) => callback(toServiceError(error)));
   };
   const unary = unaryOn("shared");
+  const batch = batchService(ctx, unary);
   const implemented: Record<string, Record<string, unknown>> = {
-    [SERVICES[0]]: jobService(ctx, unary),
+    [SERVICES[0]]: { ...jobService(ctx, unary), ...batch },
     [SERVICES[1]]: modelService(ctx, unary),
     [SERVICES[2]]: endpointService(ctx, unary),
     [SERVICES[3]]: predictionService(ctx, unary),
@@ -190,6 +194,8 @@ export async function startVertexFake(options: VertexFakeOptions): Promise<Verte
   };
   const definitionOf = (service: string) => service.split(".").reduce((o: any, k) => o[k], pkg).service;
   for (const service of SERVICES) server.addService(definitionOf(service), withUnimplemented(service, implemented[service]!, unary));
+  // Batch jobs with Spot VMs are created through v1beta1 (batch.ts); its other methods answer UNIMPLEMENTED (grpc-js).
+  server.addService(definitionOf("google.cloud.aiplatform.v1beta1.JobService"), batch as grpc.UntypedServiceImplementation);
   // The dedicated DNS names serve predictions only (Vertex docs: Predict, RawPredict, StreamRawPredict, …).
   const onDedicated = unaryOn("dedicated");
   dedicatedServer.addService(definitionOf(SERVICES[3]), withUnimplemented(SERVICES[3], predictionService(ctx, onDedicated), onDedicated));
