@@ -1,5 +1,4 @@
-// GPU and base-model presets (design.md, "Training job"). Prices are approximate list prices for
-// us-central1, labelled as such wherever shown; check https://cloud.google.com/vertex-ai/pricing.
+// GPU and base-model presets (design.md, "Training job"). What they cost: core/rates.ts.
 import type { BaseModel, Gpu } from "./config.ts";
 
 export interface GpuPreset {
@@ -7,14 +6,12 @@ export interface GpuPreset {
   machineType: string;
   acceleratorType: "NVIDIA_L4" | "NVIDIA_TESLA_T4";
   acceleratorCount: 1;
-  /** Approximate USD per hour for training (machine + GPU), last checked 2026-11. */
-  approxUsdPerHour: number;
   bf16: boolean;
 }
 
 export const gpuPresets: Readonly<Record<Gpu, GpuPreset>> = {
-  l4: { gpu: "l4", machineType: "g2-standard-8", acceleratorType: "NVIDIA_L4", acceleratorCount: 1, approxUsdPerHour: 1.13, bf16: true },
-  t4: { gpu: "t4", machineType: "n1-standard-8", acceleratorType: "NVIDIA_TESLA_T4", acceleratorCount: 1, approxUsdPerHour: 0.78, bf16: false },
+  l4: { gpu: "l4", machineType: "g2-standard-8", acceleratorType: "NVIDIA_L4", acceleratorCount: 1, bf16: true },
+  t4: { gpu: "t4", machineType: "n1-standard-8", acceleratorType: "NVIDIA_TESLA_T4", acceleratorCount: 1, bf16: false },
 };
 
 export interface BaseModelPreset {
@@ -29,6 +26,11 @@ export const baseModelPresets: Readonly<Record<BaseModel, BaseModelPreset>> = {
   sdxl: { id: "sdxl", hubId: "stabilityai/stable-diffusion-xl-base-1.0", pipeline: "sdxl", resolution: 1024, defaultSteps: 1000 },
   sd15: { id: "sd15", hubId: "stable-diffusion-v1-5/stable-diffusion-v1-5", pipeline: "sd15", resolution: 512, defaultSteps: 800 },
 };
+
+/** Training steps of a run: the ones asked for, else the base preset's default (1000 for a base that is no preset). */
+export function stepsFor(base: string, steps?: number): number {
+  return steps ?? Object.values(baseModelPresets).find((p) => p.hubId === base)?.defaultSteps ?? 1000;
+}
 
 /** The fp16-safe SDXL VAE: T4 has no bf16, and the stock SDXL VAE overflows in fp16. */
 export const FP16_SAFE_SDXL_VAE = "madebyollin/sdxl-vae-fp16-fix";

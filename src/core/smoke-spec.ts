@@ -3,16 +3,14 @@
 // identity (no serviceAccount, like the training job: the Vertex AI Custom Code Service Agent).
 // Pure: the vertex backend sends it, --dry-run prints it, tests compare it.
 import { MANAGED_BY } from "./names.ts";
+import { usdPerHour } from "./rates.ts";
 import { fusePath, locationName, trainerPackageKey, type VertexLocation } from "./vertex-names.ts";
 
 /** The cheapest general machine Vertex training takes; 4 vCPUs of the N1/E2 CPU quota. */
 export const SMOKE_MACHINE = "e2-standard-4";
 export const SMOKE_MACHINE_CPUS = 4;
-/**
- * Approximate USD per hour of e2-standard-4 for Vertex training in us-central1: Compute Engine's
- * ≈ $0.134 plus Vertex's markup. An estimate (2026-12), not a quote: https://cloud.google.com/vertex-ai/pricing.
- */
-export const SMOKE_APPROX_USD_PER_HOUR = 0.16;
+/** USD per hour of e2-standard-4 for Vertex training in us-central1 (≈ $0.154): an estimate, see core/rates.ts. */
+export const SMOKE_APPROX_USD_PER_HOUR = Math.round(usdPerHour("cpu") * 1000) / 1000;
 /** Pulling the training image (~10 GB) is most of a smoke run; the check itself takes seconds. */
 export const SMOKE_TIMEOUT_SECONDS = 15 * 60;
 

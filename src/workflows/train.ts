@@ -4,7 +4,7 @@ import type { Backend, PlannedRequest, TrainerOptions, TrainingJob, TrainingJobS
 import type { Context } from "../context.ts";
 import { AvatarError } from "../core/errors.ts";
 import { newRunId, resourceLabels } from "../core/names.ts";
-import { baseModelPresets } from "../core/presets.ts";
+import { stepsFor } from "../core/presets.ts";
 import { runCheckpointKey, runModelKey } from "../core/run-keys.ts";
 import { datasetKey } from "../core/store-keys.ts";
 import { VERTEX_BASE_HINT } from "../core/vertex-specs.ts";
@@ -161,8 +161,7 @@ export async function trainAvatar(ctx: Context, backend: Backend, input: TrainIn
   const started = Date.now();
   const base = resolveBase(input.base, ctx.cwd);
   await checkTrainable(ctx, backend, base, input.force);
-  const presetSteps = Object.values(baseModelPresets).find((p) => p.hubId === base.base)?.defaultSteps;
-  const steps = input.steps ?? presetSteps ?? 1000;
+  const steps = stepsFor(base.base, input.steps);
   const trainer = trainerOptions(input, base, steps);
   const optionsLabel = optionsFingerprint(trainer);
   const resumable = await findResumable(backend, input.name, input.dataset.sha256.slice(0, 32), optionsLabel);
