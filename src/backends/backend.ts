@@ -40,6 +40,10 @@ export interface TrainingJob {
   error?: string;
   modelUri: string;
   progress?: TrainerProgress;
+  /** vertex: the job's GPU preset, Spot or not, and when it started running (what it bills). */
+  gpu?: "t4" | "l4";
+  spot?: boolean;
+  startedAt?: string;
 }
 
 export interface WaitOptions {
@@ -96,6 +100,12 @@ export interface ModelRegistry {
   list(filter?: { name?: string }): Promise<ModelVersion[]>;
   /** The default (newest) version, a version id, or a run id. */
   get(name: string, version?: string): Promise<ModelVersion | undefined>;
+  /** Points `alias` at a version (taking it from the version that had it, if any): that version after the move. */
+  moveAlias(name: string, alias: string, versionId: string): Promise<{ version: ModelVersion; from?: string }>;
+  /** Takes `alias` off the version that has it; the version id it was on, or undefined when no version had it. */
+  removeAlias(name: string, alias: string): Promise<string | undefined>;
+  /** --dry-run: the remote requests moveAlias() (or removeAlias(), with versionId undefined) would send. */
+  planAlias?(name: string, alias: string, versionId: string | undefined): Promise<PlannedRequest[]>;
   /** --dry-run: the remote requests register() would send. */
   plan?(spec: RegisterSpec): Promise<PlannedRequest[]>;
 }
@@ -111,6 +121,8 @@ export interface EndpointInfo {
   runId?: string;
   url?: string;
   gpu?: string;
+  /** When the serving model was deployed (vertex: its DeployedModel createTime): what it has billed since. */
+  deployedAt?: string;
   /** vertex: where predictions go and what they may carry (core/endpoint-types.ts). */
   endpointType?: EndpointType;
   createdAt: string;

@@ -1,6 +1,7 @@
 // The local model registry: one JSON file per avatar in the store, versions numbered like Vertex's.
 import { readdir } from "node:fs/promises";
 import { join } from "node:path";
+import { AvatarError } from "../../core/errors.ts";
 import type { ModelRegistry, ModelVersion, RegisterSpec } from "../backend.ts";
 import { readRecord, writeRecord } from "./records.ts";
 
@@ -55,6 +56,27 @@ export class LocalRegistry implements ModelRegistry {
     }
     const files = await Promise.all(names.map((n) => readRecord<RegistryFile>(this.#path(n))));
     return files.flatMap((f) => f?.versions ?? []);
+  }
+
+  /** As on Vertex: an alias names one version at a time, so it moves from the version that had it. */
+  async moveAlias(name: string, alias: string, versionId: string): Promise<{ version: ModelVersion; from?: string }> {
+    const file = await readRecord<RegistryFile>(this.#path(name));
+    const target = file?.versions.find((v) => v.versionId === versionId);
+    if (!file || !target) throw new AvatarError("NOT_FOUND", `${name} has no model version ${versionId}.`, { hint: `\`avatar status ${name}\` lists its versions.` });
+    const from = file.versions.find((v) => v.aliases.includes(alias))?.versionId;
+    for (const v of file.versions) v.aliases = v.aliases.filter((a) => a !== alias);
+    target.aliases.push(alias);
+    await writeRecord(this.#path(name), file);
+    return { version: target, ...(from && from !== versionId ? { from } : {}) };
+  }
+
+  async removeAlias(name: string, alias: string): Promise<string | undefined> {
+    const file = await readRecord<RegistryFile>(this.#path(name));
+    const holder = file?.versions.find((v) => v.aliases.includes(alias));
+    if (!file || !holder) return undefined;
+    holder.aliases = holder.aliases.filter((a) => a !== alias);
+    await writeRecord(this.#path(name), file);
+    return holder.versionId;
   }
 
   async get(name: string, version?: string): Promise<ModelVersion | undefined> {

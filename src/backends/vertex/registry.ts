@@ -2,6 +2,7 @@
 // The first upload creates the model with modelId, later ones add versions with parentModel; a run
 // that already has a version (label avatar-run=<run>) is returned as it is.
 import { setTimeout as sleep } from "node:timers/promises";
+import { mergeAliasesRequest, planMergeAliases } from "../../core/alias.ts";
 import { avatarFilter, avatarOfResourceId, isoTime, locationName, modelName, resourceId, versionSuffix } from "../../core/vertex-names.ts";
 import { serveImage, uploadModelRequest, type PlannedRequest } from "../../core/vertex-specs.ts";
 import type { ModelRegistry, ModelVersion, RegisterSpec } from "../backend.ts";
@@ -131,6 +132,56 @@ export class VertexRegistry implements ModelRegistry {
     for (const m of raw) if (m.name && m.labels?.avatar) byName.set(resourceId(m.name), m);
     const all = await Promise.all([...byName.values()].map((m) => this.#versions(m.name!, m.labels!.avatar!)));
     return all.flat().filter((v) => v.labels.avatar && (!filter.name || v.name === filter.name));
+  }
+
+  /**
+   * MergeVersionAliases moves an alias: Vertex keeps each alias on one version of a model ("an
+   * alias can only be assigned to a single version, by model, at a time", model-registry/model-alias
+   * docs; Airflow's set_version_as_default merges ["default"] onto another version). Should a project
+   * refuse instead (ALREADY_EXISTS / FAILED_PRECONDITION), the alias is taken off its version first.
+   */
+  async moveAlias(name: string, alias: string, versionId: string): Promise<{ version: ModelVersion; from?: string }> {
+    const from = (await this.get(name, alias))?.versionId;
+    if (from === versionId) return { version: (await this.get(name, versionId))! };
+    const models = await this.#v.clients.models();
+    const context = errorContext(this.#v, `moving alias ${alias} of ${name} to version ${versionId}`);
+    const merge = (id: string, aliases: string[]) => models.mergeVersionAliases(mergeAliasesRequest(this.#v.loc, name, id, aliases));
+    let model;
+    try {
+      [model] = await merge(versionId, [alias]);
+    } catch (error) {
+      const code = (error as { code?: unknown }).code;
+      if (!from || (code !== 6 && code !== 9)) throw mapVertexError(error, context);
+      try {
+        await merge(from, [`-${alias}`]);
+        [model] = await merge(versionId, [alias]);
+      } catch (again) {
+        throw mapVertexError(again, context);
+      }
+    }
+    return { version: this.#toVersion(model as ModelLike), ...(from ? { from } : {}) };
+  }
+
+  async planAlias(name: string, alias: string, versionId: string | undefined): Promise<PlannedRequest[]> {
+    const holder = await this.get(name, alias);
+    if (versionId === undefined) {
+      return holder ? [planMergeAliases(this.#v.loc, name, holder.versionId, [`-${alias}`])] : [{ service: "ModelService", method: "MergeVersionAliases", request: null, note: `not needed: no version of ${name} has alias ${alias}` }];
+    }
+    if (holder?.versionId === versionId) return [{ service: "ModelService", method: "MergeVersionAliases", request: null, note: `not needed: ${alias} is already version ${versionId}` }];
+    const note = holder ? `moves ${alias} from version ${holder.versionId}` : this.#v.offline ? "where the alias is now: not checked without credentials" : undefined;
+    return [planMergeAliases(this.#v.loc, name, versionId, [alias], note)];
+  }
+
+  async removeAlias(name: string, alias: string): Promise<string | undefined> {
+    const holder = await this.get(name, alias);
+    if (!holder) return undefined;
+    const models = await this.#v.clients.models();
+    try {
+      await models.mergeVersionAliases(mergeAliasesRequest(this.#v.loc, name, holder.versionId, [`-${alias}`]));
+    } catch (error) {
+      throw mapVertexError(error, errorContext(this.#v, `removing alias ${alias} of ${name}`));
+    }
+    return holder.versionId;
   }
 
   async get(name: string, version?: string): Promise<ModelVersion | undefined> {

@@ -24,6 +24,7 @@ interface DeployedModelLike {
   modelVersionId?: string | null;
   displayName?: string | null;
   dedicatedResources?: { machineSpec?: { acceleratorType?: string | number | null } | null } | null;
+  createTime?: { seconds?: string | number | null; nanos?: number | null } | null;
 }
 
 interface EndpointLike {
@@ -148,6 +149,8 @@ export class VertexServing implements ServingService {
       if (runId) info.runId = runId;
       const gpu = gpuOfAccelerator(primary.dedicatedResources?.machineSpec?.acceleratorType);
       if (gpu) info.gpu = gpu;
+      const deployedAt = isoTime(primary.createTime); // billing starts with the deployed model, not the endpoint
+      if (deployedAt) info.deployedAt = deployedAt;
       info.url = predictUrl(ep.name ?? "", endpointType, this.#v.loc.region, ep.dedicatedEndpointDns);
     }
     return info;

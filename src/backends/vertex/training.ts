@@ -10,7 +10,7 @@ import { AvatarError } from "../../core/errors.ts";
 import { runCheckpointKey, runLogKey, runModelKey } from "../../core/run-keys.ts";
 import { parseTrainerLine, type TrainerProgress } from "../../core/trainer-args.ts";
 import {
-  avatarFilter, customJobName, isoTime, jobPhase, jobStateOf, locationName, resourceId, trainerManifestKey,
+  avatarFilter, customJobName, gpuOfAccelerator, isoTime, jobPhase, jobStateOf, locationName, resourceId, trainerManifestKey,
 } from "../../core/vertex-names.ts";
 import { createCustomJobRequest, trainImage, VERTEX_BASE_HINT, vertexBaseProblem, type PlannedRequest } from "../../core/vertex-specs.ts";
 import type { LogOptions, TrainingJob, TrainingJobSpec, TrainingService, WaitOptions } from "../backend.ts";
@@ -23,9 +23,13 @@ interface CustomJobLike {
   state?: string | number | null;
   labels?: Record<string, string> | null;
   createTime?: { seconds?: string | number | null; nanos?: number | null } | null;
+  startTime?: { seconds?: string | number | null; nanos?: number | null } | null;
   endTime?: { seconds?: string | number | null; nanos?: number | null } | null;
   error?: { code?: number | null; message?: string | null } | null;
-  jobSpec?: { workerPoolSpecs?: { containerSpec?: { args?: string[] | null } | null }[] | null } | null;
+  jobSpec?: {
+    workerPoolSpecs?: { containerSpec?: { args?: string[] | null } | null; machineSpec?: { acceleratorType?: string | number | null } | null }[] | null;
+    scheduling?: { strategy?: string | number | null } | null;
+  } | null;
 }
 
 const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
@@ -111,6 +115,13 @@ export class VertexTraining implements TrainingService {
     };
     const ended = isoTime(job.endTime);
     if (ended) out.endedAt = ended;
+    // What it bills: the machine from its spec (Spot is Scheduling.Strategy SPOT, 4), from when it started.
+    const gpu = gpuOfAccelerator(job.jobSpec?.workerPoolSpecs?.[0]?.machineSpec?.acceleratorType);
+    if (gpu) out.gpu = gpu;
+    const strategy = job.jobSpec?.scheduling?.strategy;
+    if (gpu) out.spot = strategy === "SPOT" || strategy === 4;
+    const started = isoTime(job.startTime);
+    if (started) out.startedAt = started;
     if ((state === "failed" || state === "cancelled") && job.error?.message) out.error = job.error.message;
     return out;
   }

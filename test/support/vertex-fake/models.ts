@@ -79,6 +79,32 @@ export function modelService(ctx: Ctx, unary: (method: string, handler: Handler)
         .filter((r) => r && r.name.startsWith(locName) && match(r.labels ?? {}));
       return { models: found, nextPageToken: "" };
     }),
+    // An alias names one version of a model at a time and merging it onto another version moves it
+    // ("aliases can be moved from one model version to another … an alias can only be assigned to a
+    // single version, by model, at a time": cloud.google.com/vertex-ai/docs/model-registry/model-alias;
+    // Airflow's ModelServiceHook.set_version_as_default merges ["default"] onto the new default).
+    // "-alias" removes one (MergeVersionAliasesRequest.version_aliases). Unconfirmed on real Vertex:
+    // removing the last "default" (refused here: a model keeps exactly one default version).
+    MergeVersionAliases: unary("MergeVersionAliases", (req) => {
+      const p = parseName(req.name, "models");
+      if (!p.version || !/^\d+$/.test(p.version)) throw invalid(`The name must include a version id (…/models/${p.id ?? "MODEL"}@1234), got "${req.name}".`);
+      const { model, version } = ctx.findModel(req.name);
+      const given: string[] = req.versionAliases ?? [];
+      if (given.length === 0) throw invalid("version_aliases is required.");
+      // "Adding and deleting the same alias in the request … will be cancelled out."
+      const aliases = given.filter((a) => !given.includes(a.startsWith("-") ? a.slice(1) : `-${a}`));
+      for (const a of aliases) {
+        if (!/^[a-z][a-zA-Z0-9-]{0,126}[a-z0-9]$/.test(a.replace(/^-/, ""))) throw invalid(`Version alias "${a}" is invalid.`);
+        if (a === "-default") throw invalid("The default alias cannot be removed: a model has exactly one default version; move it to another version instead.");
+      }
+      for (const a of aliases.filter((x) => !x.startsWith("-"))) {
+        for (const v of model.versions) v.resource.versionAliases = v.resource.versionAliases.filter((x: string) => x !== a);
+        version.resource.versionAliases.push(a);
+      }
+      for (const a of aliases.filter((x) => x.startsWith("-"))) version.resource.versionAliases = version.resource.versionAliases.filter((x: string) => x !== a.slice(1));
+      version.resource.versionUpdateTime = timestamp();
+      return version.resource;
+    }),
     ListModelVersions: unary("ListModelVersions", (req) => {
       const { model } = ctx.findModel(req.name.replace(/@.*$/, ""));
       const match = labelFilter(req.filter ?? "");
