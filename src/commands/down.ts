@@ -1,15 +1,33 @@
 import { defineCommand } from "./spec.ts";
+import { formatUsd } from "../core/costs.ts";
+import { AvatarError } from "../core/errors.ts";
 import { validateAvatarName } from "../core/names.ts";
 
 export const downCommand = defineCommand({
   name: "down",
-  summary: "Undeploy and delete an avatar's endpoint (stop billing)",
-  args: [{ name: "name", description: "avatar name", required: true }],
-  examples: ["avatar down alice", "avatar down alice --json"],
-  async run(ctx, { args }) {
+  summary: "Undeploy and delete an avatar's endpoint, or --all of them (stop billing)",
+  args: [{ name: "name", description: "avatar name (or --all)" }],
+  options: [{ flags: "--all", description: "every avatar endpoint of the project and region (asks first; --yes in scripts)" }],
+  examples: ["avatar down alice", "avatar down alice --json", "avatar down --all --yes"],
+  async run(ctx, { args, options }) {
     const { formatPlannedRequests } = await import("../core/vertex-specs.ts"); // --dry-run output only
-    const name = validateAvatarName(args[0]!);
+    if (options.all === true && args[0]) throw new AvatarError("USAGE", `Pass a name or --all, not both.`, { hint: `\`avatar down ${args[0]}\` stops one endpoint; \`avatar down --all\` stops every one.` });
+    if (options.all !== true && !args[0]) throw new AvatarError("USAGE", "Which avatar's endpoint?", { hint: "Pass a name (`avatar down alice`), or --all for every avatar endpoint." });
     const { withBackend } = await import("../workflows/session.ts");
+    if (options.all === true) {
+      const { downAll } = await import("../workflows/down-all.ts");
+      return withBackend(ctx, async (backend) => {
+        const result = await downAll(ctx, backend);
+        const each = result.stopped.map((e) => `${e.name}${e.usdPerHour !== undefined ? `  ≈ ${formatUsd(e.usdPerHour)}/h` : ""}`);
+        const human = result.dryRun
+          ? [result.stopped.length ? `Would stop ${result.stopped.length} endpoint${result.stopped.length === 1 ? "" : "s"}:` : "No avatar endpoint to stop.", ...each.map((l) => `  ${l}`), ...formatPlannedRequests(result.requests)]
+          : result.stopped.length
+            ? [`Stopped ${result.stopped.length} endpoint${result.stopped.length === 1 ? "" : "s"}:`, ...each.map((l) => `  ${l}`), ...(backend.kind === "vertex" ? [`≈ ${formatUsd(result.usdPerHour)}/h stopped billing (list price).`] : [])]
+            : ["No avatar endpoint was running; nothing to stop."];
+        return { data: result, human };
+      });
+    }
+    const name = validateAvatarName(args[0]!);
     return withBackend(ctx, async (backend) => {
       if (ctx.flags.dryRun) {
         const endpoint = await backend.serving.get(name);

@@ -70,6 +70,7 @@ export const generateCommand = defineCommand({
       const human = result.images.map((i) => `${i.file}  seed ${i.seed}${i.nsfw ? "  (blacked out by the safety checker)" : ""}`);
       if (result.contactSheet) human.push(`contact sheet  ${result.contactSheet}`);
       if (result.stored) human.push(`kept in  ${result.stored.uri}`);
+      await (await import("../workflows/costs.ts")).remindBilling(ctx, backend, name); // the endpoint stays up and bills
       return { data: result, human, next: `avatar down ${name}  (stop the endpoint when you are done)` };
     });
   },

@@ -1,4 +1,5 @@
 import { defineCommand } from "./spec.ts";
+import { billingText } from "../core/costs.ts";
 import { AvatarError } from "../core/errors.ts";
 import { validateAvatarName } from "../core/names.ts";
 import type { TrainerProgress } from "../core/trainer-args.ts";
@@ -44,6 +45,7 @@ export const statusCommand = defineCommand({
         ...(avatar!.endpoint?.deploying
           ? [`deploying: version ${avatar!.endpoint.deploying.versionId} since ${avatar!.endpoint.deploying.startedAt}${avatar!.endpoint.deploying.stage ? ` (${avatar!.endpoint.deploying.stage})` : ""}; \`avatar deploy ${name}\` follows it, \`avatar down ${name}\` cancels it`]
           : []),
+        ...(avatar!.billing ? [`billing: ${billingText(avatar!.billing)}; \`avatar down ${name}\` stops it`] : []),
       ];
       const next = running && !options.wait ? `avatar status ${name} --wait` : avatar!.endpoint?.state === "ready" ? `avatar generate ${name} "{avatar} as an astronaut"` : avatar!.models.length ? `avatar deploy ${name}` : undefined;
       return { data: avatar, human, next };

@@ -59,7 +59,12 @@ export const trainCommand = defineCommand({
     const base = (options.base as string | undefined) ?? ctx.config.values.baseModel;
     return withBackend(ctx, async (backend) => {
       // Refuse what cannot train here before minutes of photo work and an upload.
-      await checkTrainable(ctx, backend, resolveBase(base, ctx.cwd), options.force === true);
+      const resolved = resolveBase(base, ctx.cwd);
+      await checkTrainable(ctx, backend, resolved, options.force === true);
+      // What it will cost, asked before anything is uploaded or launched (vertex only).
+      const { confirmCost, trainingCost } = await import("../workflows/costs.ts");
+      const estimate = trainingCost(backend, { base: resolved.base, pipeline: resolved.pipeline, steps: choices.steps, gpu: ctx.config.values.gpu, spot: options.spot === true });
+      await confirmCost(ctx, estimate, name, `Train ${name}`);
       const prepared = await prepareDataset(ctx, { dir: args[0]!, maxSize: Number(options.maxSize), recursive: options.recursive === true });
       let dataset;
       try {
@@ -89,7 +94,7 @@ export const trainCommand = defineCommand({
         ...formatPlannedRequests(result.requests),
       ];
       const next = result.job.state === "running" ? `avatar status ${name} --wait` : result.registered ? `avatar deploy ${name}` : `avatar register --name ${name} --run ${result.job.runId}`;
-      return { data: { dataset, ...result }, human, next: ctx.flags.dryRun ? undefined : next };
+      return { data: { dataset, ...result, ...(estimate ? { estimate } : {}) }, human, next: ctx.flags.dryRun ? undefined : next };
     });
   },
 });

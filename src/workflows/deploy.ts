@@ -3,7 +3,9 @@ import { isOffline, type Backend, type DeploySpec, type EndpointInfo, type Model
 import type { Context } from "../context.ts";
 import type { Gpu } from "../core/config.ts";
 import { AvatarError } from "../core/errors.ts";
+import type { DeployEstimate } from "../core/costs.ts";
 import { resourceLabels } from "../core/names.ts";
+import { confirmDeploy } from "./costs.ts";
 
 export interface DeployInput {
   name: string;
@@ -31,6 +33,8 @@ export interface DeployResult {
   dryRun: boolean;
   /** --dry-run on a backend with remote state: the requests that would have been sent. */
   requests?: PlannedRequest[];
+  /** vertex: what it bills (an estimate at list price). */
+  estimate?: DeployEstimate;
 }
 
 /** A dry run without credentials cannot look the version up: it plans with the alias or id given. */
@@ -54,9 +58,10 @@ export async function deployAvatar(ctx: Context, backend: Backend, input: Deploy
     labels: resourceLabels(input.name, version.runId),
     endpointType: input.sharedEndpoint ? "shared" : "dedicated",
   };
+  const estimate = await confirmDeploy(ctx, backend, { name: input.name, versionId: version.versionId, gpu: input.gpu });
   if (ctx.flags.dryRun) {
     const requests = backend.serving.plan ? await backend.serving.plan(spec) : undefined;
-    return { endpoint: undefined, version, reused: false, dryRun: true, ...(requests ? { requests } : {}) };
+    return { endpoint: undefined, version, reused: false, dryRun: true, ...(requests ? { requests } : {}), ...(estimate ? { estimate } : {}) };
   }
   const spinner = await ctx.out.spinner(`Deploying ${input.name} v${version.versionId}`);
   const stop = ctx.keepsRunning(`the ${input.name} endpoint (deploying; \`avatar down ${input.name}\` stops it)`);
@@ -70,7 +75,7 @@ export async function deployAvatar(ctx: Context, backend: Backend, input: Deploy
       },
     });
     spinner.succeed(reused ? `${input.name} v${version.versionId} is already serving` : `Deployed ${input.name} v${version.versionId}`);
-    return { endpoint, version, reused, dryRun: false };
+    return { endpoint, version, reused, dryRun: false, ...(estimate ? { estimate } : {}) };
   } catch (error) {
     spinner.fail(`Deploying ${input.name} failed`);
     throw error;

@@ -1,22 +1,24 @@
 // What exists for each avatar: training runs, model versions, endpoints (found by name/labels).
 import type { Backend, EndpointInfo, ModelVersion, TrainingJob } from "../backends/backend.ts";
+import { endpointBilling, type Billing } from "../core/costs.ts";
 
 export interface AvatarInventory {
   name: string;
   runs: TrainingJob[];
   models: ModelVersion[];
   endpoint: EndpointInfo | undefined;
+  /** vertex: how long the endpoint's model has been deployed and what it has cost so far at list price. */
+  billing?: Billing;
 }
 
-export async function inventory(backend: Backend, name?: string): Promise<AvatarInventory[]> {
+export async function inventory(backend: Backend, name?: string, now = new Date()): Promise<AvatarInventory[]> {
   const filter = name ? { name } : {};
   const [runs, models, endpoints] = await Promise.all([backend.training.list(filter), backend.registry.list(filter), backend.serving.list(filter)]);
   const names = new Set([...runs.map((r) => r.name), ...models.map((m) => m.name), ...endpoints.map((e) => e.name)]);
   if (name) names.add(name);
-  return [...names].sort().map((n) => ({
-    name: n,
-    runs: runs.filter((r) => r.name === n),
-    models: models.filter((m) => m.name === n),
-    endpoint: endpoints.find((e) => e.name === n),
-  }));
+  return [...names].sort().map((n) => {
+    const endpoint = endpoints.find((e) => e.name === n);
+    const billing = backend.kind === "vertex" && endpoint ? endpointBilling(endpoint, now) : undefined;
+    return { name: n, runs: runs.filter((r) => r.name === n), models: models.filter((m) => m.name === n), endpoint, ...(billing ? { billing } : {}) };
+  });
 }
