@@ -9,6 +9,8 @@ import { deployCommand } from "./deploy.ts";
 import { generateCommand } from "./generate.ts";
 import { listCommand } from "./list.ts";
 import { downCommand } from "./down.ts";
+import { aliasCommand } from "./alias.ts";
+import { cancelCommand } from "./cancel.ts";
 import { prepareCommand } from "./prepare.ts";
 import { serveCommand } from "./serve.ts";
 import { trainCommand } from "./train.ts";
@@ -26,8 +28,10 @@ export const commands: readonly CommandSpec[] = [
   uploadCommand,
   trainCommand,
   statusCommand,
+  cancelCommand,
   logsCommand,
   registerCommand,
+  aliasCommand,
   deployCommand,
   generateCommand,
   exportCommand,

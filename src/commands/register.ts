@@ -1,5 +1,6 @@
 import { defineCommand } from "./spec.ts";
 import { AvatarError } from "../core/errors.ts";
+import { validateAlias } from "../core/alias.ts";
 import { isRunId, validateAvatarName } from "../core/names.ts";
 
 export const registerCommand = defineCommand({
@@ -11,10 +12,11 @@ export const registerCommand = defineCommand({
     { flags: "-n, --name <name>", description: "avatar name" },
     { flags: "--run <run-id>", description: "training run id (YYYYMMDD-HHMMSS); default: the newest succeeded run" },
     { flags: "--artifact-uri <uri>", description: "a model folder trained elsewhere: a path, file:// or gs:// (vertex)" },
+    { flags: "--alias <alias>", description: "also point this alias (e.g. staging, prod) at the version, taking it from the version that had it" },
   ],
   examples: [
     "avatar register --name alice --run 20261122-101500",
-    "avatar register --name alice --json",
+    "avatar register --name alice --alias staging --json",
     "avatar register --name alice --artifact-uri ./my-gpu-run/model --backend vertex",
   ],
   async run(ctx, { options }) {
@@ -25,6 +27,7 @@ export const registerCommand = defineCommand({
       throw new AvatarError("BAD_INPUT", `"${String(options.run)}" is not a run id.`, { hint: "Run ids look like 20261122-101500; `avatar status <name>` lists them." });
     }
     const artifactUri = options.artifactUri as string | undefined;
+    const alias = options.alias === undefined ? undefined : validateAlias(String(options.alias)); // a bad one fails before anything is registered
     if (artifactUri !== undefined && options.run !== undefined) {
       throw new AvatarError("USAGE", "--run and --artifact-uri name two different models.", { hint: "Pass one of them." });
     }
@@ -46,14 +49,17 @@ export const registerCommand = defineCommand({
         if (!runId) throw new AvatarError("NOT_FOUND", `${name} has no finished training run.`, { hint: `Train one with \`avatar train ./selfies --name ${name}\`.` });
       }
       result ??= await registerRun(ctx, backend, { name, runId: runId! });
+      const aliased = alias ? await (await import("../workflows/alias.ts")).aliasRegistered(ctx, backend, { name, alias, runId: runId!, version: result.version }) : undefined;
+      if (aliased?.requests) result = { ...result, requests: [...(result.requests ?? []), ...aliased.requests] };
       const human = result.dryRun
         ? [`Would register ${result.artifactUri}${result.manifest ? ` (${result.manifest.pipeline}, base ${result.manifest.base_model})` : ""} as a new version of ${name}.`, ...formatPlannedRequests(result.requests)]
         : [
             `${result.created ? "Registered" : "Already registered:"} ${name} version ${result.version!.versionId} (run ${runId})`,
             `artifacts  ${result.artifactUri}${imported ? ` (${imported.copied ? "copied" : "already copied"} from ${imported.from})` : ""}`,
             `trigger    ${result.manifest?.token} ${result.manifest?.class_word}`,
+            ...(aliased ? [`alias      ${alias} → version ${aliased.versionId}${aliased.from ? ` (was version ${aliased.from})` : ""}`] : []),
           ];
-      return { data: result, human, next: result.dryRun ? undefined : `avatar deploy ${name}` };
+      return { data: aliased ? { ...result, alias: { name: aliased.alias, versionId: aliased.versionId, ...(aliased.from ? { from: aliased.from } : {}) } } : result, human, next: result.dryRun ? undefined : `avatar deploy ${name}` };
     });
   },
 });
