@@ -1,12 +1,30 @@
 import { defineCommand } from "./spec.ts";
 import { AvatarError } from "../core/errors.ts";
 import { validateAvatarName } from "../core/names.ts";
+import type { CommandResult } from "../ui/output.ts";
+import type { BatchGenerateResult } from "../workflows/generate-batch.ts";
+
+/** Human lines of a --no-endpoint run: the images, the failed ones with their errors, where the outputs are. */
+async function batchResult(name: string, result: BatchGenerateResult): Promise<CommandResult> {
+  if (result.dryRun) {
+    const { estimateLine } = await import("../core/costs.ts");
+    const { formatPlannedRequests } = await import("../core/vertex-specs.ts");
+    const human = [`Would launch a batch job of ${result.planned} image${result.planned === 1 ? "" : "s"} for ${name} (outputs in ${result.outputs}).`];
+    if (result.estimate) human.push(estimateLine(result.estimate, name));
+    return { data: result, human: [...human, ...formatPlannedRequests(result.requests)], next: `avatar generate ${name} … --no-endpoint  (without --dry-run)` };
+  }
+  const human = (result.images ?? []).map((i) => `${i.file}  seed ${i.seed}${i.nsfw ? "  (blacked out by the safety checker)" : ""}`);
+  for (const f of result.failed) human.push(`failed  image ${f.position} (${f.prompt}, seed ${f.seed}): ${f.error}`);
+  if (result.contactSheet) human.push(`contact sheet  ${result.contactSheet}`);
+  if (result.stored) human.push(`kept in  ${result.stored.uri}`);
+  return { data: result, human, next: `avatar status ${name}  (nothing is left running)` };
+}
 
 export const generateCommand = defineCommand({
   name: "generate",
   summary: "Generate images of an avatar from prompts or a style pack",
   description:
-    "Sends each prompt to the avatar's endpoint and writes the images (plus a contact sheet and images.json with seeds) to ./avatars/<name>/<stamp>/. Use {avatar} in a prompt for the trigger phrase; prompts without it get 'a photo of {avatar}, ' in front. With --batch, the prompts come from a file and the results are also kept in the store (the bucket on vertex) under <name>/outputs/<stamp>/.",
+    "Sends each prompt to the avatar's endpoint and writes the images (plus a contact sheet and images.json with seeds) to ./avatars/<name>/<stamp>/. Use {avatar} in a prompt for the trigger phrase; prompts without it get 'a photo of {avatar}, ' in front. With --batch, the prompts come from a file and the results are also kept in the store (the bucket on vertex) under <name>/outputs/<stamp>/. With --no-endpoint (vertex), a batch prediction job makes the same files without an endpoint: nothing is left running (or billing) afterwards.",
   args: [
     { name: "name", description: "avatar name", required: true },
     { name: "prompt", description: "one or more prompts (or use --pack or --batch)", variadic: true },
@@ -25,14 +43,33 @@ export const generateCommand = defineCommand({
     { flags: "--format <format>", description: "jpeg or png", choices: ["jpeg", "png"], default: "jpeg" },
     { flags: "--out <dir>", description: "output folder", default: "avatars" },
     { flags: "--no-contact-sheet", description: "skip the contact sheet" },
+    { flags: "--no-endpoint", description: "vertex: a batch prediction job instead of the endpoint (none needed; results also kept in the bucket)" },
+    { flags: "--gpu <gpu>", description: "with --no-endpoint: l4 or t4", choices: ["l4", "t4"] },
+    { flags: "--spot", description: "with --no-endpoint: Spot VMs (cheaper; a preempted job is restarted by Vertex)" },
+    { flags: "--model-version <version>", description: "with --no-endpoint: model version, alias or run id (default: the default version)" },
+    { flags: "--collect <stamp>", description: "wait for the batch job of an earlier --no-endpoint run (its outputs/<stamp>) and write its images" },
   ],
   examples: [
     'avatar generate alice "{avatar} as an astronaut"',
     "avatar generate alice --pack headshots --seed 7",
     "avatar generate alice --batch prompts.txt -n 2 --json",
+    "avatar generate alice --pack headshots --no-endpoint --spot",
   ],
   async run(ctx, { args, options }) {
     const name = validateAvatarName(args[0]!);
+    const batch = options.endpoint === false;
+    for (const flag of ["spot", "modelVersion"] as const) {
+      if (options[flag] !== undefined && !batch) {
+        throw new AvatarError("USAGE", `--${flag === "spot" ? "spot" : "model-version"} is for --no-endpoint.`, { hint: "A deployed endpoint already serves one version on its own machine; add --no-endpoint for a batch job." });
+      }
+    }
+    if (options.collect !== undefined) {
+      if (args.length > 1 || options.pack !== undefined || options.batch !== undefined) throw new AvatarError("USAGE", "--collect takes no prompts: they are in the batch job.", { hint: `avatar generate ${name} --collect <stamp>` });
+      const { withBackend } = await import("../workflows/session.ts");
+      const { collectBatch } = await import("../workflows/generate-batch.ts");
+      const stamp = String(options.collect);
+      return withBackend(ctx, async (backend) => batchResult(name, await collectBatch(ctx, backend, { name, stamp, outDir: String(options.out), contactSheet: options.contactSheet !== false })));
+    }
     let prompts = args.slice(1);
     let negative = options.negative as string | undefined;
     if (options.pack !== undefined) {
@@ -49,24 +86,30 @@ export const generateCommand = defineCommand({
     const numImages = Number(options.numImages);
     if (numImages < 1 || numImages > 8) throw new AvatarError("BAD_INPUT", "--num-images must be between 1 and 8.");
     const { withBackend } = await import("../workflows/session.ts");
+    const request = {
+      name,
+      prompts,
+      negativePrompt: negative,
+      numImages,
+      seed: options.seed as number | undefined,
+      steps: options.steps as number | undefined,
+      guidance: options.guidance as number | undefined,
+      width: options.width as number | undefined,
+      height: options.height as number | undefined,
+      loraScale: options.loraScale as number | undefined,
+      format: options.format as "jpeg" | "png",
+      outDir: String(options.out),
+      contactSheet: options.contactSheet !== false,
+      store: options.batch !== undefined,
+    };
+    if (batch) {
+      const { generateWithoutEndpoint } = await import("../workflows/generate-batch.ts");
+      const input = { ...request, gpu: ctx.config.values.gpu, spot: options.spot === true, version: options.modelVersion as string | undefined };
+      return withBackend(ctx, async (backend) => batchResult(name, await generateWithoutEndpoint(ctx, backend, input)));
+    }
     const { generateImages } = await import("../workflows/generate.ts");
     return withBackend(ctx, async (backend) => {
-      const result = await generateImages(ctx, backend, {
-        name,
-        prompts,
-        negativePrompt: negative,
-        numImages,
-        seed: options.seed as number | undefined,
-        steps: options.steps as number | undefined,
-        guidance: options.guidance as number | undefined,
-        width: options.width as number | undefined,
-        height: options.height as number | undefined,
-        loraScale: options.loraScale as number | undefined,
-        format: options.format as "jpeg" | "png",
-        outDir: String(options.out),
-        contactSheet: options.contactSheet !== false,
-        store: options.batch !== undefined,
-      });
+      const result = await generateImages(ctx, backend, request);
       const human = result.images.map((i) => `${i.file}  seed ${i.seed}${i.nsfw ? "  (blacked out by the safety checker)" : ""}`);
       if (result.contactSheet) human.push(`contact sheet  ${result.contactSheet}`);
       if (result.stored) human.push(`kept in  ${result.stored.uri}`);

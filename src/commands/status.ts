@@ -34,6 +34,9 @@ export const statusCommand = defineCommand({
         await waitForTraining(ctx, backend, running.id);
         [avatar] = await inventory(backend, name);
       }
+      // Batch generations (`generate --no-endpoint`): a running one is picked up with --collect.
+      const batches = backend.batch ? await backend.batch.list({ name }) : [];
+      const collecting = batches.find((b) => b.state === "running" || b.state === "queued");
       const human = [
         ...table([["RUN", "STATE", "PROGRESS"], ...avatar!.runs.map((r) => [r.runId, r.state, r.progress ? progressText(r.progress, r.state === "running") : r.error ?? ""])]),
         "",
@@ -46,9 +49,12 @@ export const statusCommand = defineCommand({
           ? [`deploying: version ${avatar!.endpoint.deploying.versionId} since ${avatar!.endpoint.deploying.startedAt}${avatar!.endpoint.deploying.stage ? ` (${avatar!.endpoint.deploying.stage})` : ""}; \`avatar deploy ${name}\` follows it, \`avatar down ${name}\` cancels it`]
           : []),
         ...(avatar!.billing ? [`billing: ${billingText(avatar!.billing)}; \`avatar down ${name}\` stops it`] : []),
+        ...(batches.length
+          ? ["", ...table([["BATCH", "STATE", "IMAGES"], ...batches.map((b) => [b.stamp, b.phase, `${b.counts.succeeded} done, ${b.counts.failed} failed${b.error ? `: ${b.error}` : ""}`])])]
+          : []),
       ];
       const next = running && !options.wait ? `avatar status ${name} --wait` : avatar!.endpoint?.state === "ready" ? `avatar generate ${name} "{avatar} as an astronaut"` : avatar!.models.length ? `avatar deploy ${name}` : undefined;
-      return { data: avatar, human, next };
+      return { data: { ...avatar, batches }, human, next: collecting && !(running && !options.wait) ? `avatar generate ${name} --collect ${collecting.stamp}` : next };
     });
   },
 });
