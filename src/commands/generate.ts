@@ -1,4 +1,5 @@
 import { defineCommand } from "./spec.ts";
+import { estimateLine } from "../core/costs.ts";
 import { AvatarError } from "../core/errors.ts";
 import { validateAvatarName } from "../core/names.ts";
 import type { CommandResult } from "../ui/output.ts";
@@ -7,7 +8,6 @@ import type { BatchGenerateResult } from "../workflows/generate-batch.ts";
 /** Human lines of a --no-endpoint run: the images, the failed ones with their errors, where the outputs are. */
 async function batchResult(name: string, result: BatchGenerateResult): Promise<CommandResult> {
   if (result.dryRun) {
-    const { estimateLine } = await import("../core/costs.ts");
     const { formatPlannedRequests } = await import("../core/vertex-specs.ts");
     const human = [`Would launch a batch job of ${result.planned} image${result.planned === 1 ? "" : "s"} for ${name} (outputs in ${result.outputs}).`];
     if (result.estimate) human.push(estimateLine(result.estimate, name));
