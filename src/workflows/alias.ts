@@ -31,7 +31,7 @@ export async function setAlias(ctx: Context, backend: Backend, input: { name: st
         hint: "Pass a version id (--model-version 3), or log in with `gcloud auth application-default login`.",
       });
     }
-    throw new AvatarError("NOT_FOUND", `${input.name} has no model version ${input.version ?? "(no model registered)"}.`, {
+    throw new AvatarError("NOT_FOUND", input.version ? `${input.name} has no model version ${input.version}.` : `${input.name} has no registered model.`, {
       hint: `\`avatar status ${input.name}\` lists its versions and aliases.`,
     });
   }
