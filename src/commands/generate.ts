@@ -1,5 +1,4 @@
 import { defineCommand } from "./spec.ts";
-import { estimateLine } from "../core/costs.ts";
 import { AvatarError } from "../core/errors.ts";
 import { validateAvatarName } from "../core/names.ts";
 import type { CommandResult } from "../ui/output.ts";
@@ -10,7 +9,7 @@ async function batchResult(name: string, result: BatchGenerateResult): Promise<C
   if (result.dryRun) {
     const { formatPlannedRequests } = await import("../core/vertex-specs.ts");
     const human = [`Would launch a batch job of ${result.planned} image${result.planned === 1 ? "" : "s"} for ${name} (outputs in ${result.outputs}).`];
-    if (result.estimate) human.push(estimateLine(result.estimate, name));
+    // The estimate line itself went to stderr before the plan (workflows/costs.ts confirmCost).
     return { data: result, human: [...human, ...formatPlannedRequests(result.requests)], next: `avatar generate ${name} … --no-endpoint  (without --dry-run)` };
   }
   const human = (result.images ?? []).map((i) => `${i.file}  seed ${i.seed}${i.nsfw ? "  (blacked out by the safety checker)" : ""}`);

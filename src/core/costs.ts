@@ -156,7 +156,7 @@ export function estimateLine(e: CostEstimate, name: string): string {
     case "deploy":
       return `Serving ${name} on ${machine(e)}: ready in ≈ ${minutes(e.readyInMinutes)}, then ≈ ${formatUsd(e.usdPerHour)}/h (≈ ${formatUsd(e.usdPerDay)}/day) until \`avatar down ${name}\` (estimate; ${prices})`;
     case "batch":
-      return `Batch job for ${name} on ${machine(e)}: ${e.images} images in ≈ ${hoursRange(e.hours)}, ≈ ${usdRange(e.usd)}, no endpoint left running (estimate: ${e.secondsPerImage.low}–${e.secondsPerImage.high} s/image + ${minutes(e.startupMinutes)} start-up; ${prices})`;
+      return `Batch job for ${name} on ${machine(e)}: ${e.images} image${e.images === 1 ? "" : "s"} in ≈ ${hoursRange(e.hours)}, ≈ ${usdRange(e.usd)}, no endpoint left running (estimate: ${e.secondsPerImage.low}–${e.secondsPerImage.high} s/image + ${minutes(e.startupMinutes)} start-up; ${prices})`;
   }
 }
 

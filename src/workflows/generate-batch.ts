@@ -11,11 +11,12 @@ import type { BatchJob, BatchJobSpec } from "../backends/batch.ts";
 import type { Context } from "../context.ts";
 import { batchInstance, instanceSeed, instancesJsonl, parseOutputLine, type PlannedImage, type SharedParameters } from "../core/batch-spec.ts";
 import type { Gpu } from "../core/config.ts";
-import { batchEstimate, deployEstimate, estimateLine, formatUsd, type BatchEstimate, type Pipeline } from "../core/costs.ts";
+import { batchEstimate, deployEstimate, formatUsd, type BatchEstimate, type Pipeline } from "../core/costs.ts";
 import { AvatarError } from "../core/errors.ts";
 import { newRunId, resourceLabels } from "../core/names.ts";
 import { withAvatar } from "../core/packs.ts";
 import { outputsKey, runModelKey } from "../core/run-keys.ts";
+import { confirmCost } from "./costs.ts";
 import { firstSeed, sharedParameters, type GenerateInput, type GenerateResult } from "./generate.ts";
 import { finishOutputs, newOutputFolder, storeOutputs, writePrediction, type Prediction } from "./generate-files.ts";
 
@@ -138,11 +139,12 @@ export async function generateWithoutEndpoint(ctx: Context, backend: Backend, in
   };
   const outputs = `${backend.store.uri(folder)}/`;
   const base = { stamp, outputs, planned: images.length, estimate, failed: [] };
+  // The one line of cost before a paid action; on a terminal, a question first (--yes skips it).
+  await confirmCost(ctx, estimate, input.name, `Generate ${images.length} image${images.length === 1 ? "" : "s"} of ${input.name} with a batch job`);
   if (ctx.flags.dryRun) {
     const upload: PlannedRequest = { service: "Cloud Storage", method: "upload", request: { objects: [backend.store.uri(spec.inputKey), backend.store.uri(`${folder}/${RECORD}`)] }, note: `${images.length} instances, one image each` };
     return { ...base, dryRun: true, requests: [upload, ...(await backend.batch.plan(spec))] };
   }
-  ctx.out.info(estimateLine(estimate, input.name));
   const record: BatchRecord = { schema: 1, name: input.name, stamp, versionId: version.versionId, images, parameters, ...(input.negativePrompt ? { negativePrompt: input.negativePrompt } : {}) };
   const lines = images.map((image) => batchInstance(image, parameters, input.negativePrompt));
   await backend.store.put(spec.inputKey, Buffer.from(instancesJsonl(lines)), { contentType: "application/jsonl" });

@@ -64,7 +64,9 @@ afterAll(async () => {
 
 describe("generate --no-endpoint", () => {
   it("--dry-run --json: a CreateBatchPredictionJob of the model version, JSONL input, the GPU machine, and the estimate; nothing sent", async () => {
-    const data = ok(await cli(["generate", NAME, "--pack", "headshots", "--no-endpoint", "--dry-run", "--json"]));
+    const result = await cli(["generate", NAME, "--pack", "headshots", "--no-endpoint", "--dry-run", "--json"]);
+    const data = ok(result);
+    expect(result.stderr).toMatch(new RegExp(`Batch job for ${NAME} on .*: \\d+ images in ≈ .*, ≈ \\$[\\d.]+–[\\d.]+, no endpoint left running \\(estimate`));
     const [upload, create] = data.requests;
     const stamp = data.stamp;
     expect(upload).toMatchObject({ service: "Cloud Storage", method: "upload", request: { objects: [`gs://${BUCKET}/avatar/${NAME}/outputs/${stamp}/input.jsonl`, `gs://${BUCKET}/avatar/${NAME}/outputs/${stamp}/request.json`] } });
@@ -90,7 +92,8 @@ describe("generate --no-endpoint", () => {
     expect(human.stdout).toContain("JobService (v1beta1).CreateBatchPredictionJob");
     expect(human.stdout).toContain('"machineType": "n1-standard-8"');
     expect(human.stdout).toContain('"spot": true');
-    expect(human.stdout).toMatch(/Batch job for nova on n1-standard-8 \+ 1× NVIDIA T4, Spot: 1 images in ≈ /);
+    expect(human.stderr).toMatch(/Batch job for nova on n1-standard-8 \+ 1× NVIDIA T4, Spot: 1 image in ≈ /);
+    expect(human.stdout).not.toMatch(/Batch job for/);
   }, LONG);
 
   it("--dry-run without Google credentials plans the same request (model @default) and says what it could not check", async () => {
