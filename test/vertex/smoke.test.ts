@@ -274,7 +274,7 @@ describe("avatar doctor --smoke", () => {
     const human = await runCli(["doctor", "--smoke", ...flags], { env, cwd: home, timeoutMs: LONG });
     expect(human.code, human.stderr).toBe(0);
     expect(human.stdout).toMatch(/^ok\s+bucket-mount\s+/m);
-    expect(human.stdout).toMatch(/Smoke job \d+: succeeded after \d+ s, ≈ \$\d\.\d{3} \(e2-standard-4 at ≈ \$0\.16\/h, an estimate\)\./);
+    expect(human.stdout).toMatch(/Smoke job \d+: succeeded after \d+ s, ≈ \$\d\.\d{3} \(e2-standard-4 at ≈ \$0\.154\/h, an estimate\)\./);
   }, LONG);
 
   it("a probe the job does not see fails bucket-mount with the service agent's IAM fix", async () => {
