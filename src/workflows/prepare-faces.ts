@@ -96,14 +96,21 @@ export async function prepareFace(job: FaceJob): Promise<FaceOutcome> {
   return { face: report, embedding: face.embedding, ...(pose ? { pose } : {}), info, entryBox: crop.faceInOutput, notes };
 }
 
-/** The crop from the full-resolution photo, scaled down to the output side: raw RGB. */
+/**
+ * The crop at the output side, raw RGB. The whole photo is scaled first and the square cut after,
+ * so the JPEG decoder can shrink while decoding (a 12-MP photo is never decoded at full size).
+ */
 async function cropPixels(job: FaceJob, crop: Crop): Promise<Buffer> {
-  const [x0, y0, x1, y1] = crop.rect;
+  const [x0, y0, x1] = crop.rect;
+  const out = crop.outputSide;
+  const scale = out / (x1 - x0);
+  const width = Math.max(out, Math.round(job.width * scale));
+  const height = Math.max(out, Math.round(job.height * scale));
   let pipeline = job.sharp(job.data, job.inputOptions)
     .timeout({ seconds: 60 })
     .autoOrient()
-    .extract({ left: x0, top: y0, width: x1 - x0, height: y1 - y0 })
-    .resize(crop.outputSide, crop.outputSide, { fit: "fill" });
+    .resize(width, height, { fit: "fill" })
+    .extract({ left: Math.min(Math.round(x0 * scale), width - out), top: Math.min(Math.round(y0 * scale), height - out), width: out, height: out });
   if (job.hasAlpha) pipeline = pipeline.flatten({ background: "#ffffff" });
   return pipeline.removeAlpha().toColourspace("srgb").raw().toBuffer();
 }

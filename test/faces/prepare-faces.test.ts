@@ -27,7 +27,7 @@ beforeAll(async () => {
   mkdirSync(mixed);
   const mine = await personPhotos();
   mine.forEach((photo, i) => writeFileSync(join(mixed, `me-${i}.jpg`), photo));
-  writeFileSync(join(mixed, "friend.jpg"), await regionPhoto(PEOPLE.d));
+  writeFileSync(join(mixed, "friend.jpg"), await regionPhoto(PEOPLE.c));
   writeFileSync(join(mixed, "noise.jpg"), await noisePhoto());
   writeFileSync(join(mixed, "couple.jpg"), await regionPhoto(TWO_PEOPLE));
   prepared = await prepareDataset(testCtx(work.dir), { dir: mixed, faceCheck: true, baseResolution: 512 });
