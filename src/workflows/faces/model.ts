@@ -1,7 +1,7 @@
 // The face model every command uses: detect faces in an RGB image and describe each one (box,
 // score, 68 landmarks, an L2-normalised 128-d identity embedding). One per process, cached.
 import { normalizeEmbedding, type Face, type RgbImage } from "../../core/faces.ts";
-import { loadFaceLibrary, type FaceApi, type LibraryFace } from "./library.ts";
+import { loadAccurateDetector, loadFaceLibrary, type FaceApi, type LibraryFace } from "./library.ts";
 
 export type { Face, RgbImage } from "../../core/faces.ts";
 
@@ -62,6 +62,7 @@ async function detectNow(faceapi: FaceApi, image: RgbImage, detector: "ssd" | 22
   if (!(width > 0 && height > 0) || data.length !== width * height * 3) {
     throw new Error(`detect() needs RGB pixels (3 bytes each): got ${data.length} bytes for ${width}x${height}`);
   }
+  if (detector === "ssd") await loadAccurateDetector(faceapi);
   const detectorOptions =
     detector === "ssd"
       ? new faceapi.SsdMobilenetv1Options({ minConfidence: minScore, maxResults: 50 })
