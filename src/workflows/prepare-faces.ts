@@ -43,7 +43,8 @@ export type FaceOutcome =
 
 export interface FaceJob {
   sharp: Sharp;
-  model: FaceModel;
+  /** Awaited once this photo's small copy is decoded: the model loads while the first photos decode. */
+  model: Promise<FaceModel>;
   data: Buffer;
   inputOptions: SharpInput;
   /** Upright size of the photo. */
@@ -62,7 +63,8 @@ export async function prepareFace(job: FaceJob): Promise<FaceOutcome> {
   if (job.hasAlpha) small = small.flatten({ background: "#ffffff" });
   const decoded = await small.removeAlpha().toColourspace("srgb").raw().toBuffer({ resolveWithObject: true });
   const scale = width / decoded.info.width;
-  const faces = await job.model
+  const model = await job.model;
+  const faces = await model
     .detect({ data: new Uint8Array(decoded.data.buffer, decoded.data.byteOffset, decoded.data.length), width: decoded.info.width, height: decoded.info.height }, { detector: "auto" })
     .catch((error: unknown) => {
       throw new AvatarError("INTERNAL", `Face detection failed: ${error instanceof Error ? error.message : String(error)}`, {

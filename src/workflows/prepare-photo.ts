@@ -28,7 +28,8 @@ import type { MemoryPacer } from "./prepare-memory.ts";
 export type Sharp = typeof import("sharp").default;
 
 export interface FaceSettings {
-  model: FaceModel;
+  /** Still loading while the first photos decode. */
+  model: Promise<FaceModel>;
   resolution: number;
 }
 

@@ -147,7 +147,7 @@ export async function prepareDataset(ctx: Pick<Context, "cwd" | "out" | "signal"
   const skips: FileReport[] = [];
   const found = await scan(root, options.recursive === true, skips);
 
-  // The face model loads (~0.3 s) while sharp does; photos queue for it one at a time.
+  // The face model loads (~0.4 s) while sharp and the first photos decode; photos then queue for it one at a time.
   const loadingModel = options.faceCheck
     ? import("./faces/index.ts")
         .then((faces) => faces.loadFaceModel())
@@ -158,10 +158,10 @@ export async function prepareDataset(ctx: Pick<Context, "cwd" | "out" | "signal"
           });
         })
     : undefined;
-  loadingModel?.catch(() => undefined); // awaited below; not unhandled while sharp loads
+  loadingModel?.catch(() => undefined); // awaited by every photo; not unhandled before the first one
   const { default: sharp } = await import("sharp");
   sharp.cache(false);
-  const faces: FaceSettings | undefined = loadingModel ? { model: await loadingModel, resolution: options.baseResolution ?? 1024 } : undefined;
+  const faces: FaceSettings | undefined = loadingModel ? { model: loadingModel, resolution: options.baseResolution ?? 1024 } : undefined;
   const spool = await mkdtemp(join(tmpdir(), "avatar-prepare-"));
   const dispose = () => rm(spool, { recursive: true, force: true });
   try {
