@@ -23,7 +23,7 @@ export const prepareOptions: readonly OptionSpec[] = [
   { flags: "--recursive", description: "also read photos in sub-folders" },
   {
     flags: "--max-size <px>",
-    description: `long side of the normalised photos (never enlarged; ${DATASET_RULES.maxSizeRange[0]}-${DATASET_RULES.maxSizeRange[1]})`,
+    description: `long side of the normalised photos with --no-face-check (never enlarged; ${DATASET_RULES.maxSizeRange[0]}-${DATASET_RULES.maxSizeRange[1]}); face crops are the base resolution`,
     default: String(DATASET_RULES.defaultMaxSize),
     number: "int",
   },

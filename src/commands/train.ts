@@ -25,7 +25,7 @@ export const trainCommand = defineCommand({
     { flags: "--caption <mode>", description: "none (trigger only) or blip (auto-captions)", choices: ["none", "blip"], default: "none" },
     { flags: "--caption-model <id>", description: "BLIP model id or directory for --caption blip" },
     { flags: "--checkpoint-every <n>", description: "checkpoint interval in steps", number: "int" },
-    { flags: "--max-size <px>", description: "long side of the normalised photos", default: "1024", number: "int" },
+    { flags: "--max-size <px>", description: "long side of the normalised photos with --no-face-check (face crops are the base resolution)", default: "1024", number: "int" },
     { flags: "--recursive", description: "also read photos in sub-folders" },
     faceCheckOption,
     { flags: "--spot", description: "vertex: Spot VMs (cheaper, may be preempted; checkpoints resume)" },
