@@ -401,10 +401,14 @@ def _train(args, restore: list) -> dict:
             t0 = time.time()
             if device.type == "cuda":  # room for the VAE decode at full resolution
                 _free(device)
-            samples = (sample_specs, sampler.render(unet))
+            images = sampler.render(unet, stop=lambda: bool(stop["signal"]))
             if device.type == "cuda":
                 _free(device)
-            emit("samples", step=step, images=len(sample_specs), seconds=f"{time.time() - t0:.2f}")
+            if images is None:
+                emit("samples", step=step, images=0, skipped="sigterm", seconds=f"{time.time() - t0:.2f}")
+            else:
+                samples = (sample_specs, images)
+                emit("samples", step=step, images=len(images), seconds=f"{time.time() - t0:.2f}")
         opt_state = {"optimizer": optimizer.state_dict(), "scaler": scaler.state_dict() if scaler else None}
         path = checkpoints.save(ckpt_dir, step, {n: p for n, p in trainable}, opt_state,
                                 _get_rng(gen, device), {"fingerprint": fingerprint, "trainer_version": __version__,
