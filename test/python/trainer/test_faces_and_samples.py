@@ -307,3 +307,35 @@ def test_sampler_restores_train_mode_and_rng_and_stops_on_request(tiny_sd15_dir)
     calls = []
     assert sampler.render(comps.unet, stop=lambda: calls.append(1) or len(calls) > 3) is None  # SIGTERM mid-way
     assert comps.unet.training and torch.equal(torch.get_rng_state(), before)
+
+
+def test_sigterm_during_the_last_samples_is_finished_by_the_restart(tiny_sd15_dir, faces_dataset, tmp_path,
+                                                                     monkeypatch):
+    """The last step always ends with a sampled checkpoint, even when Spot stops the VM mid-render."""
+    import os
+    import signal
+
+    from avatar_trainer.samples import Sampler
+
+    original = Sampler.render
+
+    def render_then_sigterm(self, unet, stop=lambda: False):
+        os.kill(os.getpid(), signal.SIGTERM)  # the trainer's handler only sets its stop flag
+        return original(self, unet, stop)
+
+    argv = _argv(tiny_sd15_dir, faces_dataset, tmp_path)
+    argv[argv.index("--steps") + 1] = "2"
+    monkeypatch.setattr(Sampler, "render", render_then_sigterm)
+    first = run_inprocess(argv, tmp_path / "model", tmp_path / "ckpt")
+    assert first.code == 143, first.stderr
+    assert "while rendering the samples of step 2" in first.stderr
+    last = tmp_path / "ckpt" / "checkpoint-000002"
+    assert (last / "COMPLETE").is_file() and not (last / "samples").exists()
+    assert not (tmp_path / "model" / "avatar.json").exists()
+
+    monkeypatch.setattr(Sampler, "render", original)
+    second = run_inprocess(argv, tmp_path / "model", tmp_path / "ckpt")
+    assert second.code == 0, second.stderr
+    assert second.phase("resume")["step"] == "2" and second.step_lines() == []
+    _assert_contract_b(last, 2)
+    assert (last / WEIGHTS).read_bytes() == (tmp_path / "model" / WEIGHTS).read_bytes()
