@@ -30,6 +30,12 @@ export interface AvatarManifest {
   dataset_sha256: string;
   trainer_version: string;
   captions: "none" | "blip";
+  /** Absent from trainers before face weighting (issue 12): flip augmentation, the background loss
+   * weight, how many photos trained with a face mask, the sample interval (0 = no samples). */
+  flip?: boolean;
+  mask_weight?: number;
+  masked_images?: number;
+  samples_every?: number;
 }
 
 /** Why a parsed avatar.json is unusable, or undefined. */
