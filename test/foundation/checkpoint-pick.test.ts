@@ -1,0 +1,114 @@
+// The checkpoint ranking rule on plain numbers (core/checkpoint-pick.ts): what wins, what a
+// near-copy costs, ties, the no-face fallback, and the explicit choices.
+import { describe, expect, it } from "vitest";
+import {
+  differenceHash,
+  hashDistance,
+  isNearCopy,
+  likenessLabel,
+  parseCheckpointChoice,
+  pickCheckpoint,
+  rankCheckpoints,
+  summariseCheckpoint,
+  type SampleScore,
+} from "../../src/core/checkpoint-pick.ts";
+
+const face = (likeness: number, extra: Partial<SampleScore> = {}): SampleScore => ({ file: "s.png", face: true, likeness, ...extra });
+const none: SampleScore = { file: "s.png", face: false, likeness: null };
+const copy = (likeness: number): SampleScore => face(likeness, { nearCopy: { photo: "0003.jpg", similarity: 0.97, hashDistance: 3 } });
+
+describe("summariseCheckpoint", () => {
+  it("scores the counted samples' likeness over all samples: a missing face or a near-copy scores 0", () => {
+    const row = summariseCheckpoint(200, [face(0.8), face(0.6), none, copy(0.99)]);
+    expect(row).toEqual({ step: 200, samples: 4, faces: 3, likeness: 0.7, worst: 0.6, nearCopies: 1, score: 0.35 });
+  });
+  it("has no likeness when nothing counts, and clamps negative similarities at 0", () => {
+    expect(summariseCheckpoint(100, [none, none])).toMatchObject({ faces: 0, likeness: null, worst: null, score: 0 });
+    expect(summariseCheckpoint(100, [face(-0.4), face(0.4)])).toMatchObject({ likeness: 0.2, worst: 0, score: 0.2 });
+  });
+});
+
+describe("pickCheckpoint (auto)", () => {
+  const steps = [100, 200, 300, 400];
+  it("picks the checkpoint whose samples look most like the person, not the last", () => {
+    const rows = [
+      summariseCheckpoint(100, [face(0.2), none, none, face(0.3)]),
+      summariseCheckpoint(200, [face(0.8), face(0.75), face(0.7), face(0.8)]),
+      summariseCheckpoint(300, [face(0.6), face(0.65), none, face(0.6)]),
+      summariseCheckpoint(400, [copy(0.99), copy(0.98), face(0.7), none]),
+    ];
+    const pick = pickCheckpoint(rows, steps, { kind: "auto" });
+    expect(pick).toMatchObject({ step: 200, lastStep: 400, choice: "auto", noFaces: false, row: { step: 200, score: 0.763 } });
+    expect(pick.reason).toMatch(/^Step 200 has the highest score \(likeness 0\.76, faces 4\/4, score 0\.76; next: step 300, 0\.46\)/);
+  });
+  it("does not reward near-copies: high similarity to one training photo loses to honest likeness", () => {
+    const rows = [summariseCheckpoint(300, [face(0.6), face(0.6), face(0.6), face(0.6)]), summariseCheckpoint(400, [copy(0.99), copy(0.99), copy(0.99), face(0.7)])];
+    expect(pickCheckpoint(rows, steps, { kind: "auto" }).step).toBe(300);
+  });
+  it("a tie within the margin goes to fewer near-copies, then to the later step", () => {
+    const a = { step: 200, samples: 4, faces: 4, likeness: 0.7, worst: 0.6, nearCopies: 0, score: 0.7 };
+    const b = { ...a, step: 300, score: 0.71 };
+    const c = { ...a, step: 400, score: 0.69, nearCopies: 1 };
+    expect(rankCheckpoints([a, b, c]).map((r) => r.step)).toEqual([300, 200, 400]);
+    const pick = pickCheckpoint([a, { ...b, score: 0.69 }], steps, { kind: "auto" });
+    expect(pick.step).toBe(300);
+    expect(pick.reason).toMatch(/later step/);
+    expect(rankCheckpoints([a, { ...b, score: 0.5 }]).map((r) => r.step)).toEqual([200, 300]);
+  });
+  it("keeps the last checkpoint and says so when no sample of any checkpoint has a face", () => {
+    const rows = [summariseCheckpoint(2, [none, none, none, none]), summariseCheckpoint(4, [none, none, none, none])];
+    const pick = pickCheckpoint(rows, [2, 4], { kind: "auto" });
+    expect(pick).toMatchObject({ step: 4, lastStep: 4, noFaces: true });
+    expect(pick.reason).toMatch(/No sample of any checkpoint shows a face \(8 samples.*keeping the last checkpoint/);
+  });
+  it("keeps the last step when nothing was sampled", () => {
+    expect(pickCheckpoint([], [100, 200], { kind: "auto" })).toMatchObject({ step: 200, noFaces: true, reason: expect.stringMatching(/No checkpoint has samples/) });
+  });
+});
+
+describe("pickCheckpoint (explicit)", () => {
+  const rows = [summariseCheckpoint(200, [face(0.9)]), summariseCheckpoint(400, [face(0.1)])];
+  it("last: the final step, whatever the scores", () => {
+    expect(pickCheckpoint(rows, [200, 400], { kind: "last" })).toMatchObject({ step: 400, choice: "last", row: { step: 400 } });
+  });
+  it("a step: that step, with its row when it was sampled", () => {
+    expect(pickCheckpoint(rows, [100, 200, 400], { kind: "step", step: 400 })).toMatchObject({ step: 400, choice: "step", row: { score: 0.1 } });
+    expect(pickCheckpoint(rows, [100, 200, 400], { kind: "step", step: 100 }).reason).toMatch(/not sampled/);
+    expect(() => pickCheckpoint(rows, [200, 400], { kind: "step", step: 300 })).toThrow(/300 is not one of 200, 400/);
+  });
+});
+
+describe("parsing and labels", () => {
+  it.each([
+    ["auto", { kind: "auto" }],
+    ["LAST", { kind: "last" }],
+    ["200", { kind: "step", step: 200 }],
+    [" 0400 ", { kind: "step", step: 400 }],
+  ])("parses %j", (input, expected) => expect(parseCheckpointChoice(input)).toEqual(expected));
+  it.each(["", "0", "-200", "2e3", "best", "200.5", "1234567890"])("refuses %j", (input) => expect(parseCheckpointChoice(input)).toBeUndefined());
+  it("likeness labels follow Vertex label rules", () => {
+    expect(likenessLabel(0.8344)).toBe("0_834");
+    expect(likenessLabel(-0.2)).toBe("0_000");
+    expect(likenessLabel(1)).toMatch(/^[a-z0-9_-]{1,63}$/);
+  });
+  it("a near-copy needs both a very high similarity to one photo and a matching hash", () => {
+    expect(isNearCopy(0.97, 4)).toBe(true);
+    expect(isNearCopy(0.97, 30)).toBe(false);
+    expect(isNearCopy(0.7, 0)).toBe(false);
+  });
+});
+
+describe("differenceHash", () => {
+  const ramp = Array.from({ length: 72 }, (_, i) => (i % 9) * 20);
+  it("hashes a left-to-right ramp to all zeros and its mirror to all ones", () => {
+    expect(differenceHash(ramp)).toBe("0000000000000000");
+    expect(differenceHash(ramp.map((v) => 255 - v))).toBe("ffffffffffffffff");
+    expect(hashDistance("0000000000000000", "ffffffffffffffff")).toBe(64);
+  });
+  it("is stable under small brightness noise and counts the differing bits", () => {
+    const noisy = ramp.map((v, i) => v + (i % 3));
+    expect(hashDistance(differenceHash(ramp), differenceHash(noisy))).toBe(0);
+    expect(hashDistance("00000000000000ff", "0000000000000000")).toBe(8);
+    expect(() => differenceHash([1, 2, 3])).toThrow(/72 pixels/);
+  });
+});
