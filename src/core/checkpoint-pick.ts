@@ -135,21 +135,3 @@ export function pickCheckpoint(rows: readonly CheckpointRow[], steps: readonly n
 export function likenessLabel(score: number): string {
   return round3(Math.max(0, score)).toFixed(3).replace(".", "_");
 }
-
-/** 64-bit difference hash of a 9×8 grayscale thumbnail (row-major, 72 bytes), as 16 hex digits. */
-export function differenceHash(gray: Uint8Array | readonly number[]): string {
-  if (gray.length !== 72) throw new RangeError(`differenceHash needs 9×8 = 72 pixels, got ${gray.length}`);
-  let bits = 0n;
-  for (let y = 0; y < 8; y++) {
-    for (let x = 0; x < 8; x++) bits = (bits << 1n) | (gray[y * 9 + x]! > gray[y * 9 + x + 1]! ? 1n : 0n);
-  }
-  return bits.toString(16).padStart(16, "0");
-}
-
-/** Bits that differ between two hashes from differenceHash. */
-export function hashDistance(a: string, b: string): number {
-  let x = BigInt(`0x${a}`) ^ BigInt(`0x${b}`);
-  let n = 0;
-  for (; x; x &= x - 1n) n++;
-  return n;
-}

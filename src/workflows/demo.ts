@@ -101,7 +101,7 @@ export async function runDemo(ctx: Context, backend: Backend, input: DemoInput):
     (t) => `Trained run ${t.job.runId}${t.resumed ? " (resumed from its checkpoint)" : ""}`,
   );
   const { registerRun } = await import("./register.ts");
-  const registered = await phase("Register", () => registerRun(ctx, backend, { name: input.name, runId: trained.job.runId }), (r) => `Registered ${input.name} version ${r.version?.versionId}`);
+  const registered = await phase("Register", () => registerRun(ctx, backend, { name: input.name, runId: trained.job.runId, checkpoint: { kind: "auto" } }), (r) => `Registered ${input.name} version ${r.version?.versionId}`);
   await phase("Deploy", () => deployAvatar(ctx, backend, { name: input.name, gpu: ctx.config.values.gpu }), (d) => `Local endpoint ready${d.endpoint?.url ? ` at ${d.endpoint.url}` : ""}`);
   let generated: GenerateResult;
   try {

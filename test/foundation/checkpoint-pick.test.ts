@@ -2,8 +2,6 @@
 // near-copy costs, ties, the no-face fallback, and the explicit choices.
 import { describe, expect, it } from "vitest";
 import {
-  differenceHash,
-  hashDistance,
   isNearCopy,
   likenessLabel,
   parseCheckpointChoice,
@@ -12,6 +10,7 @@ import {
   summariseCheckpoint,
   type SampleScore,
 } from "../../src/core/checkpoint-pick.ts";
+import { differenceHash, faceThumbnail, hashDistance } from "../../src/core/face-hash.ts";
 
 const face = (likeness: number, extra: Partial<SampleScore> = {}): SampleScore => ({ file: "s.png", face: true, likeness, ...extra });
 const none: SampleScore = { file: "s.png", face: false, likeness: null };
@@ -110,5 +109,22 @@ describe("differenceHash", () => {
     expect(hashDistance(differenceHash(ramp), differenceHash(noisy))).toBe(0);
     expect(hashDistance("00000000000000ff", "0000000000000000")).toBe(8);
     expect(() => differenceHash([1, 2, 3])).toThrow(/72 pixels/);
+  });
+});
+
+describe("faceThumbnail", () => {
+  // A 40×20 image: left half black, right half white.
+  const width = 40, height = 20;
+  const rgb = new Uint8Array(width * height * 3).map((_, i) => (Math.floor(i / 3) % width >= 20 ? 255 : 0));
+  it("averages the (grown, clamped) face box into 9×8 gray pixels", () => {
+    const thumb = faceThumbnail(rgb, width, height, [10, 5, 30, 15], 0);
+    expect(thumb).toHaveLength(72);
+    expect([...thumb.slice(0, 9)]).toEqual([0, 0, 0, 0, 128, 255, 255, 255, 255].map((v, i) => (i === 4 ? thumb[4] : v)));
+    expect(thumb[4]).toBeGreaterThan(0);
+    expect(thumb[4]).toBeLessThan(255);
+    expect(differenceHash(thumb)).toBe(differenceHash(faceThumbnail(rgb, width, height, [11, 5, 31, 15], 0)));
+  });
+  it("refuses a box outside the image", () => {
+    expect(() => faceThumbnail(rgb, width, height, [50, 30, 60, 40], 0)).toThrow(/outside/);
   });
 });
