@@ -42,6 +42,7 @@ export const generateCommand = defineCommand({
     { flags: "--format <format>", description: "jpeg or png", choices: ["jpeg", "png"], default: "jpeg" },
     { flags: "--out <dir>", description: "output folder", default: "avatars" },
     { flags: "--no-contact-sheet", description: "skip the contact sheet" },
+    { flags: "--no-likeness", description: "skip scoring each image's likeness to the avatar's photos (images.json)" },
     { flags: "--no-endpoint", description: "vertex: a batch prediction job instead of the endpoint (none needed; results also kept in the bucket)" },
     { flags: "--gpu <gpu>", description: "with --no-endpoint: l4 or t4", choices: ["l4", "t4"] },
     { flags: "--spot", description: "with --no-endpoint: Spot VMs (cheaper; a preempted job is restarted by Vertex)" },
@@ -67,7 +68,7 @@ export const generateCommand = defineCommand({
       const { withBackend } = await import("../workflows/session.ts");
       const { collectBatch } = await import("../workflows/generate-batch.ts");
       const stamp = String(options.collect);
-      return withBackend(ctx, async (backend) => batchResult(name, await collectBatch(ctx, backend, { name, stamp, outDir: String(options.out), contactSheet: options.contactSheet !== false })));
+      return withBackend(ctx, async (backend) => batchResult(name, await collectBatch(ctx, backend, { name, stamp, outDir: String(options.out), contactSheet: options.contactSheet !== false, likeness: options.likeness !== false })));
     }
     let prompts = args.slice(1);
     let negative = options.negative as string | undefined;
@@ -100,6 +101,7 @@ export const generateCommand = defineCommand({
       outDir: String(options.out),
       contactSheet: options.contactSheet !== false,
       store: options.batch !== undefined,
+      likeness: options.likeness !== false,
     };
     if (batch) {
       const { generateWithoutEndpoint } = await import("../workflows/generate-batch.ts");
@@ -109,7 +111,7 @@ export const generateCommand = defineCommand({
     const { generateImages } = await import("../workflows/generate.ts");
     return withBackend(ctx, async (backend) => {
       const result = await generateImages(ctx, backend, request);
-      const human = result.images.map((i) => `${i.file}  seed ${i.seed}${i.nsfw ? "  (blacked out by the safety checker)" : ""}`);
+      const human = result.images.map((i) => `${i.file}  seed ${i.seed}${i.likeness !== undefined ? `  likeness ${i.likeness === null ? "– (no face)" : i.likeness.toFixed(2)}` : ""}${i.nsfw ? "  (blacked out by the safety checker)" : ""}`);
       if (result.contactSheet) human.push(`contact sheet  ${result.contactSheet}`);
       if (result.stored) human.push(`kept in  ${result.stored.uri}`);
       await (await import("../workflows/costs.ts")).remindBilling(ctx, backend, name); // the endpoint stays up and bills

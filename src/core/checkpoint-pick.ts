@@ -2,15 +2,21 @@
 // workflows/checkpoint-scores.ts (face detection and embeddings of each checkpoint's samples).
 //
 // The ranking rule (README, "Which checkpoint is registered"):
-//  - a sample counts when a face was found in it and it is not a near-copy of a training photo;
-//    it then scores its likeness (identity similarity to the training faces, clamped at 0);
-//  - a checkpoint's score is the sum of its counted samples' likeness divided by *all* its samples:
+//  - a sample's likeness is the mean cosine similarity of its face's identity embedding to the
+//    training faces (core/faces.ts: ~0.90-0.97 for the same person, ~0.70-0.88 for someone else);
+//  - a sample counts when a face was found in it and it is not a near-copy of a training photo; it
+//    then scores (likeness - SCORE_FLOOR) / (1 - SCORE_FLOOR), clamped to 0..1: someone else's face
+//    scores about 0, so a face alone earns nothing;
+//  - a checkpoint's score is the sum of its counted samples' scores divided by *all* its samples:
 //    a sample without a face or a near-copy scores 0, so a checkpoint that loses faces or copies a
 //    training photo loses score instead of being rewarded for it;
 //  - the highest score wins; scores within TIE_MARGIN of the best are a tie, and a tie goes to the
 //    checkpoint with fewer near-copies, then to the later step (the user asked for that many steps);
 //  - when no sample of any checkpoint has a face (the tiny demo model draws noise) the last
 //    checkpoint is kept, and the result says so.
+
+/** The likeness that scores 0: about where other people's faces lie on this embedding's scale. */
+export const SCORE_FLOOR = 0.8;
 
 /** Scores closer than this to the best count as a tie (sampling noise of 4 images is larger). */
 export const TIE_MARGIN = 0.02;
@@ -21,7 +27,7 @@ export const TIE_MARGIN = 0.02;
  * Either alone is not enough: a good likeness is close in embedding but differs in pose, light and
  * background; two different faces in the same framing can share a coarse hash.
  */
-export const NEAR_COPY_SIMILARITY = 0.9;
+export const NEAR_COPY_SIMILARITY = 0.95;
 export const NEAR_COPY_HASH_BITS = 10;
 
 export type CheckpointChoice = { kind: "auto" } | { kind: "last" } | { kind: "step"; step: number };
@@ -43,12 +49,12 @@ export interface CheckpointRow {
   samples: number;
   /** Samples in which a face was found. */
   faces: number;
-  /** Mean likeness of the counted samples (face found, not a near-copy); null when none counts. */
+  /** Mean likeness (cosine) of the counted samples (face found, not a near-copy); null when none counts. */
   likeness: number | null;
   /** The lowest likeness among the counted samples; null when none counts. */
   worst: number | null;
   nearCopies: number;
-  /** The ranking score: counted samples' likeness summed over all samples (see the rule above). */
+  /** The ranking score, 0..1: counted samples' scores summed over all samples (see the rule above). */
   score: number;
 }
 
@@ -80,17 +86,20 @@ export function isNearCopy(similarity: number, hashDistance: number): boolean {
   return similarity >= NEAR_COPY_SIMILARITY && hashDistance <= NEAR_COPY_HASH_BITS;
 }
 
+/** What one counted sample adds to its checkpoint's score: 0 at SCORE_FLOOR or below, 1 at 1. */
+export const sampleScore = (likeness: number) => Math.min(1, Math.max(0, (likeness - SCORE_FLOOR) / (1 - SCORE_FLOOR)));
+
 export function summariseCheckpoint(step: number, samples: readonly SampleScore[]): CheckpointRow {
-  const counted = samples.filter((s) => s.face && !s.nearCopy && s.likeness !== null).map((s) => Math.max(0, s.likeness!));
-  const sum = counted.reduce((a, b) => a + b, 0);
+  const counted = samples.filter((s) => s.face && !s.nearCopy && s.likeness !== null && Number.isFinite(s.likeness)).map((s) => s.likeness!);
+  const sum = (values: number[]) => values.reduce((a, b) => a + b, 0);
   return {
     step,
     samples: samples.length,
     faces: samples.filter((s) => s.face).length,
-    likeness: counted.length ? round3(sum / counted.length) : null,
+    likeness: counted.length ? round3(sum(counted) / counted.length) : null,
     worst: counted.length ? round3(Math.min(...counted)) : null,
     nearCopies: samples.filter((s) => s.nearCopy).length,
-    score: samples.length ? round3(sum / samples.length) : 0,
+    score: samples.length ? round3(sum(counted.map(sampleScore)) / samples.length) : 0,
   };
 }
 

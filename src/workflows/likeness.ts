@@ -8,6 +8,7 @@ import { readdir, readFile, stat } from "node:fs/promises";
 import { extname, join } from "node:path";
 import { buffer } from "node:stream/consumers";
 import type { Backend } from "../backends/backend.ts";
+import type { Context } from "../context.ts";
 import { type Box, differenceHash, faceThumbnail, hashDistance } from "../core/face-hash.ts";
 import { cosineSimilarity, likeness as likenessOf } from "../core/faces.ts";
 import { AvatarError } from "../core/errors.ts";
@@ -148,7 +149,7 @@ async function referencesOf(model: FaceModel, source: string, photos: { name: st
 const isImageName = (name: string) => IMAGE_EXTENSIONS.has(extname(name).toLowerCase());
 
 /** The dataset zip a reference set is read from: the given one, else the avatar's newest in the store. */
-export async function avatarDatasetKey(backend: Backend, name: string, sha256?: string): Promise<string | undefined> {
+export async function avatarDatasetKey(backend: Pick<Backend, "store">, name: string, sha256?: string): Promise<string | undefined> {
   if (sha256) {
     const key = datasetKey(name, sha256);
     return (await backend.store.exists(key)) ? key : undefined;
@@ -159,7 +160,7 @@ export async function avatarDatasetKey(backend: Backend, name: string, sha256?: 
 }
 
 /** The faces of an avatar's training photos (a dataset zip in the store). */
-export async function referencesFromStore(model: FaceModel, backend: Backend, key: string, onPhoto?: (done: number, total: number) => void): Promise<References> {
+export async function referencesFromStore(model: FaceModel, backend: Pick<Backend, "store">, key: string, onPhoto?: (done: number, total: number) => void): Promise<References> {
   const entries = readZipEntries(await buffer(await backend.store.read(key)), backend.store.uri(key));
   const photos = entries.filter((e) => isImageName(e.name));
   let done = 0;
@@ -182,4 +183,113 @@ export async function referencesFromFolder(model: FaceModel, dir: string, onPhot
 export async function faceModel(): Promise<FaceModel> {
   const { loadFaceModel } = await import("./faces/index.ts");
   return loadFaceModel();
+}
+
+export interface LikenessInput {
+  /** An avatar name or a folder of photos (a folder wins when both exist). */
+  source: string;
+  images: string[];
+}
+
+export interface LikenessResult {
+  source: { kind: "avatar" | "folder"; name?: string; uri: string; photos: number; faces: number };
+  images: ({ file: string } & ImageLikeness)[];
+}
+
+/** Which reference set `source` names: an existing folder, else an avatar name (its newest dataset). */
+export async function resolveLikenessSource(cwd: string, source: string): Promise<{ kind: "folder"; dir: string } | { kind: "avatar"; name: string }> {
+  const { resolve } = await import("node:path");
+  const dir = resolve(cwd, source);
+  const info = await stat(dir).catch(() => undefined);
+  if (info?.isDirectory()) return { kind: "folder", dir };
+  const { validateAvatarName } = await import("../core/names.ts");
+  try {
+    return { kind: "avatar", name: validateAvatarName(source) };
+  } catch {
+    // neither: say so below
+  }
+  throw new AvatarError("BAD_INPUT", `${source} is neither a folder nor an avatar name.`, { hint: "Pass a folder of the person's photos or the name of a trained avatar (`avatar list`)." });
+}
+
+/** Each image's likeness to the avatar's training photos or a folder of photos. */
+export async function likenessOfImages(ctx: Context, input: LikenessInput): Promise<LikenessResult> {
+  const { resolve } = await import("node:path");
+  const files = input.images.map((f) => resolve(ctx.cwd, f));
+  const images: { file: string; data: Uint8Array }[] = [];
+  for (const file of files) {
+    const info = await stat(file).catch(() => undefined);
+    if (!info?.isFile()) throw new AvatarError("BAD_INPUT", `${file} is not a file.`, { hint: "Pass image files (JPEG, PNG, WebP) after the avatar name or photos folder." });
+    images.push({ file, data: await readFile(file) });
+  }
+  const where = await resolveLikenessSource(ctx.cwd, input.source);
+  const model = await faceModel();
+  const progress = ctx.out.progress("Reading the reference photos", undefined, "steps");
+  const onPhoto = (done: number, total: number) => progress.update(done, total);
+  let references: References;
+  let source: LikenessResult["source"];
+  if (where.kind === "folder") {
+    references = await referencesFromFolder(model, where.dir, onPhoto);
+    source = { kind: "folder", uri: where.dir, photos: references.photos, faces: references.faces.length };
+  } else {
+    const { openStore } = await import("../backends/store.ts");
+    const store = await openStore(ctx);
+    try {
+      const key = await avatarDatasetKey({ store }, where.name);
+      if (!key) {
+        progress.done();
+        throw new AvatarError("NOT_FOUND", `${where.name} has no photos in ${store.uri(`${where.name}/datasets/`)}.`, {
+          hint: `Upload them with \`avatar upload <dir> --name ${where.name}\`, or pass a folder of the person's photos instead of the name.`,
+        });
+      }
+      references = await referencesFromStore(model, { store }, key, onPhoto);
+    } finally {
+      await store.close();
+    }
+    source = { kind: "avatar", name: where.name, uri: references.source, photos: references.photos, faces: references.faces.length };
+  }
+  progress.done();
+  if (references.faces.length === 0) {
+    throw new AvatarError("BAD_INPUT", `No face was found in the ${references.photos} photo${references.photos === 1 ? "" : "s"} of ${source.uri}.`, { hint: "The reference photos must show the person's face (`avatar prepare <dir>` checks a folder)." });
+  }
+  const scored: LikenessResult["images"] = [];
+  for (const image of images) scored.push({ file: image.file, ...(await scoreImage(model, references.faces, image.data, image.file)) });
+  return { source, images: scored };
+}
+
+/**
+ * Adds each generated image's likeness (and whether a face was found) when the avatar's photos are
+ * at hand: a dataset of it in the store. Never fails a generation: a problem is one warning.
+ */
+export async function likenessOfGenerated<T extends { file: string }>(ctx: Context, backend: Pick<Backend, "store">, name: string, images: T[]): Promise<(T & { likeness?: number | null; face?: boolean })[]> {
+  let key: string | undefined;
+  try {
+    key = await avatarDatasetKey(backend, name);
+  } catch {
+    key = undefined;
+  }
+  if (!key) {
+    ctx.out.detail(`likeness: ${name} has no photos in the store; images.json has no likeness.`);
+    return images;
+  }
+  const spinner = await ctx.out.spinner(`Scoring the likeness of ${images.length} image${images.length === 1 ? "" : "s"} to ${name}'s photos`);
+  try {
+    const model = await faceModel();
+    const references = await referencesFromStore(model, backend, key);
+    if (references.faces.length === 0) {
+      spinner.succeed(`No face in ${name}'s ${references.photos} photos: no likeness scored.`);
+      return images;
+    }
+    const out: (T & { likeness: number | null; face: boolean })[] = [];
+    for (const image of images) {
+      const scored = await scoreImage(model, references.faces, await readFile(image.file), image.file);
+      out.push({ ...image, likeness: scored.likeness, face: scored.face });
+    }
+    const scoredValues = out.map((i) => i.likeness).filter((v): v is number => v !== null);
+    spinner.succeed(`Likeness to ${name}'s photos: ${scoredValues.length ? `${Math.min(...scoredValues).toFixed(2)}–${Math.max(...scoredValues).toFixed(2)}` : "–"}, faces in ${scoredValues.length} of ${out.length} images`);
+    return out;
+  } catch (error) {
+    spinner.fail();
+    ctx.out.warn(`Likeness not scored: ${(error as Error).message}`);
+    return images;
+  }
 }

@@ -7,6 +7,7 @@ import {
   parseCheckpointChoice,
   pickCheckpoint,
   rankCheckpoints,
+  sampleScore,
   summariseCheckpoint,
   type SampleScore,
 } from "../../src/core/checkpoint-pick.ts";
@@ -17,13 +18,16 @@ const none: SampleScore = { file: "s.png", face: false, likeness: null };
 const copy = (likeness: number): SampleScore => face(likeness, { nearCopy: { photo: "0003.jpg", similarity: 0.97, hashDistance: 3 } });
 
 describe("summariseCheckpoint", () => {
-  it("scores the counted samples' likeness over all samples: a missing face or a near-copy scores 0", () => {
-    const row = summariseCheckpoint(200, [face(0.8), face(0.6), none, copy(0.99)]);
-    expect(row).toEqual({ step: 200, samples: 4, faces: 3, likeness: 0.7, worst: 0.6, nearCopies: 1, score: 0.35 });
+  it("scores counted samples over all samples: a missing face or a near-copy scores 0", () => {
+    // 0.96 → (0.96 - 0.8) / 0.2 = 0.8; 0.9 → 0.5; (0.8 + 0.5) / 4 samples = 0.325
+    const row = summariseCheckpoint(200, [face(0.96), face(0.9), none, copy(0.99)]);
+    expect(row).toEqual({ step: 200, samples: 4, faces: 3, likeness: 0.93, worst: 0.9, nearCopies: 1, score: 0.325 });
   });
-  it("has no likeness when nothing counts, and clamps negative similarities at 0", () => {
+  it("has no likeness when nothing counts; someone else's face (below the floor) scores 0", () => {
     expect(summariseCheckpoint(100, [none, none])).toMatchObject({ faces: 0, likeness: null, worst: null, score: 0 });
-    expect(summariseCheckpoint(100, [face(-0.4), face(0.4)])).toMatchObject({ likeness: 0.2, worst: 0, score: 0.2 });
+    expect(summariseCheckpoint(100, [face(0.6), face(0.9)])).toMatchObject({ likeness: 0.75, worst: 0.6, score: 0.25 });
+    expect(sampleScore(0.75)).toBe(0);
+    expect(sampleScore(1.2)).toBe(1);
   });
 });
 
@@ -31,21 +35,26 @@ describe("pickCheckpoint (auto)", () => {
   const steps = [100, 200, 300, 400];
   it("picks the checkpoint whose samples look most like the person, not the last", () => {
     const rows = [
-      summariseCheckpoint(100, [face(0.2), none, none, face(0.3)]),
-      summariseCheckpoint(200, [face(0.8), face(0.75), face(0.7), face(0.8)]),
-      summariseCheckpoint(300, [face(0.6), face(0.65), none, face(0.6)]),
-      summariseCheckpoint(400, [copy(0.99), copy(0.98), face(0.7), none]),
+      summariseCheckpoint(100, [face(0.85), none, none, face(0.86)]),
+      summariseCheckpoint(200, [face(0.95), face(0.94), face(0.93), face(0.95)]),
+      summariseCheckpoint(300, [face(0.9), face(0.91), none, face(0.9)]),
+      summariseCheckpoint(400, [copy(0.99), copy(0.98), face(0.93), none]),
     ];
     const pick = pickCheckpoint(rows, steps, { kind: "auto" });
-    expect(pick).toMatchObject({ step: 200, lastStep: 400, choice: "auto", noFaces: false, row: { step: 200, score: 0.763 } });
-    expect(pick.reason).toMatch(/^Step 200 has the highest score \(likeness 0\.76, faces 4\/4, score 0\.76; next: step 300, 0\.46\)/);
+    expect(pick).toMatchObject({ step: 200, lastStep: 400, choice: "auto", noFaces: false, row: { step: 200, faces: 4 } });
+    expect(pick.row!.score).toBeCloseTo(0.7125, 2);
+    expect(pick.reason).toMatch(/^Step 200 has the highest score \(likeness 0\.94, faces 4\/4, score 0\.71; next: step 300, 0\.39\)/);
   });
-  it("does not reward near-copies: high similarity to one training photo loses to honest likeness", () => {
-    const rows = [summariseCheckpoint(300, [face(0.6), face(0.6), face(0.6), face(0.6)]), summariseCheckpoint(400, [copy(0.99), copy(0.99), copy(0.99), face(0.7)])];
+  it("a checkpoint that draws someone else loses to one that draws the person, even with fewer faces", () => {
+    const rows = [summariseCheckpoint(300, [face(0.82), face(0.82), face(0.82), face(0.82)]), summariseCheckpoint(400, [face(0.94), face(0.94), none, none])];
+    expect(pickCheckpoint(rows, steps, { kind: "auto" }).step).toBe(400);
+  });
+  it("does not reward near-copies: very high similarity to one training photo loses to honest likeness", () => {
+    const rows = [summariseCheckpoint(300, [face(0.92), face(0.92), face(0.92), face(0.92)]), summariseCheckpoint(400, [copy(0.99), copy(0.99), copy(0.99), face(0.95)])];
     expect(pickCheckpoint(rows, steps, { kind: "auto" }).step).toBe(300);
   });
   it("a tie within the margin goes to fewer near-copies, then to the later step", () => {
-    const a = { step: 200, samples: 4, faces: 4, likeness: 0.7, worst: 0.6, nearCopies: 0, score: 0.7 };
+    const a = { step: 200, samples: 4, faces: 4, likeness: 0.93, worst: 0.9, nearCopies: 0, score: 0.7 };
     const b = { ...a, step: 300, score: 0.71 };
     const c = { ...a, step: 400, score: 0.69, nearCopies: 1 };
     expect(rankCheckpoints([a, b, c]).map((r) => r.step)).toEqual([300, 200, 400]);
@@ -66,7 +75,7 @@ describe("pickCheckpoint (auto)", () => {
 });
 
 describe("pickCheckpoint (explicit)", () => {
-  const rows = [summariseCheckpoint(200, [face(0.9)]), summariseCheckpoint(400, [face(0.1)])];
+  const rows = [summariseCheckpoint(200, [face(0.99)]), summariseCheckpoint(400, [face(0.82)])];
   it("last: the final step, whatever the scores", () => {
     expect(pickCheckpoint(rows, [200, 400], { kind: "last" })).toMatchObject({ step: 400, choice: "last", row: { step: 400 } });
   });
@@ -91,9 +100,9 @@ describe("parsing and labels", () => {
     expect(likenessLabel(1)).toMatch(/^[a-z0-9_-]{1,63}$/);
   });
   it("a near-copy needs both a very high similarity to one photo and a matching hash", () => {
-    expect(isNearCopy(0.97, 4)).toBe(true);
-    expect(isNearCopy(0.97, 30)).toBe(false);
-    expect(isNearCopy(0.7, 0)).toBe(false);
+    expect(isNearCopy(0.98, 4)).toBe(true);
+    expect(isNearCopy(0.98, 30)).toBe(false);
+    expect(isNearCopy(0.9, 0)).toBe(false);
   });
 });
 
