@@ -14,9 +14,8 @@ export const likenessCommand = defineCommand({
     const [source, ...images] = args as [string, ...string[]];
     const { likenessOfImages } = await import("../workflows/likeness.ts");
     const { table } = await import("../ui/format.ts");
-    const { basename } = await import("node:path");
     const result = await likenessOfImages(ctx, { source, images });
-    const rows = result.images.map((i) => [i.likeness === null ? "–" : i.likeness.toFixed(2), i.face ? (i.faces > 1 ? `face (largest of ${i.faces})` : "face") : "no face", basename(i.file)]);
+    const rows = result.images.map((i) => [i.likeness === null ? "–" : i.likeness.toFixed(2), i.face ? (i.faces > 1 ? `face (largest of ${i.faces})` : "face") : "no face", i.file.split(/[\\/]/).at(-1)!]);
     const from = result.source.kind === "avatar" ? `${result.source.name}'s training photos (${result.source.uri})` : result.source.uri;
     return {
       data: result,

@@ -19,14 +19,14 @@ const copy = (likeness: number): SampleScore => face(likeness, { nearCopy: { pho
 
 describe("summariseCheckpoint", () => {
   it("scores counted samples over all samples: a missing face or a near-copy scores 0", () => {
-    // 0.96 → (0.96 - 0.8) / 0.2 = 0.8; 0.9 → 0.5; (0.8 + 0.5) / 4 samples = 0.325
-    const row = summariseCheckpoint(200, [face(0.96), face(0.9), none, copy(0.99)]);
-    expect(row).toEqual({ step: 200, samples: 4, faces: 3, likeness: 0.93, worst: 0.9, nearCopies: 1, score: 0.325 });
+    // 0.97 → (0.97 - 0.85) / 0.15 = 0.8; 0.91 → 0.4; (0.8 + 0.4) / 4 samples = 0.3
+    const row = summariseCheckpoint(200, [face(0.97), face(0.91), none, copy(0.99)]);
+    expect(row).toEqual({ step: 200, samples: 4, faces: 3, likeness: 0.94, worst: 0.91, nearCopies: 1, score: 0.3 });
   });
   it("has no likeness when nothing counts; someone else's face (below the floor) scores 0", () => {
     expect(summariseCheckpoint(100, [none, none])).toMatchObject({ faces: 0, likeness: null, worst: null, score: 0 });
-    expect(summariseCheckpoint(100, [face(0.6), face(0.9)])).toMatchObject({ likeness: 0.75, worst: 0.6, score: 0.25 });
-    expect(sampleScore(0.75)).toBe(0);
+    expect(summariseCheckpoint(100, [face(0.6), face(0.91)])).toMatchObject({ likeness: 0.755, worst: 0.6, score: 0.2 });
+    expect(sampleScore(0.8)).toBe(0);
     expect(sampleScore(1.2)).toBe(1);
   });
 });
@@ -35,22 +35,22 @@ describe("pickCheckpoint (auto)", () => {
   const steps = [100, 200, 300, 400];
   it("picks the checkpoint whose samples look most like the person, not the last", () => {
     const rows = [
-      summariseCheckpoint(100, [face(0.85), none, none, face(0.86)]),
-      summariseCheckpoint(200, [face(0.95), face(0.94), face(0.93), face(0.95)]),
-      summariseCheckpoint(300, [face(0.9), face(0.91), none, face(0.9)]),
-      summariseCheckpoint(400, [copy(0.99), copy(0.98), face(0.93), none]),
+      summariseCheckpoint(100, [face(0.88), none, none, face(0.88)]),
+      summariseCheckpoint(200, [face(0.97), face(0.96), face(0.95), face(0.97)]),
+      summariseCheckpoint(300, [face(0.91), face(0.91), none, face(0.91)]),
+      summariseCheckpoint(400, [copy(0.99), copy(0.98), face(0.94), none]),
     ];
     const pick = pickCheckpoint(rows, steps, { kind: "auto" });
     expect(pick).toMatchObject({ step: 200, lastStep: 400, choice: "auto", noFaces: false, row: { step: 200, faces: 4 } });
-    expect(pick.row!.score).toBeCloseTo(0.7125, 2);
-    expect(pick.reason).toMatch(/^Step 200 has the highest score \(likeness 0\.94, faces 4\/4, score 0\.71; next: step 300, 0\.39\)/);
+    expect(pick.row!.score).toBeCloseTo(0.75, 3);
+    expect(pick.reason).toMatch(/^Step 200 has the highest score \(likeness 0\.96, faces 4\/4, score 0\.75; next: step 300, 0\.30\)/);
   });
   it("a checkpoint that draws someone else loses to one that draws the person, even with fewer faces", () => {
-    const rows = [summariseCheckpoint(300, [face(0.82), face(0.82), face(0.82), face(0.82)]), summariseCheckpoint(400, [face(0.94), face(0.94), none, none])];
+    const rows = [summariseCheckpoint(300, [face(0.88), face(0.88), face(0.88), face(0.88)]), summariseCheckpoint(400, [face(0.95), face(0.95), none, none])];
     expect(pickCheckpoint(rows, steps, { kind: "auto" }).step).toBe(400);
   });
   it("does not reward near-copies: very high similarity to one training photo loses to honest likeness", () => {
-    const rows = [summariseCheckpoint(300, [face(0.92), face(0.92), face(0.92), face(0.92)]), summariseCheckpoint(400, [copy(0.99), copy(0.99), copy(0.99), face(0.95)])];
+    const rows = [summariseCheckpoint(300, [face(0.93), face(0.93), face(0.93), face(0.93)]), summariseCheckpoint(400, [copy(0.99), copy(0.99), copy(0.99), face(0.97)])];
     expect(pickCheckpoint(rows, steps, { kind: "auto" }).step).toBe(300);
   });
   it("a tie within the margin goes to fewer near-copies, then to the later step", () => {
@@ -75,7 +75,7 @@ describe("pickCheckpoint (auto)", () => {
 });
 
 describe("pickCheckpoint (explicit)", () => {
-  const rows = [summariseCheckpoint(200, [face(0.99)]), summariseCheckpoint(400, [face(0.82)])];
+  const rows = [summariseCheckpoint(200, [face(0.99)]), summariseCheckpoint(400, [face(0.865)])];
   it("last: the final step, whatever the scores", () => {
     expect(pickCheckpoint(rows, [200, 400], { kind: "last" })).toMatchObject({ step: 400, choice: "last", row: { step: 400 } });
   });
