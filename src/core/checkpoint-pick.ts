@@ -93,6 +93,22 @@ export function isNearCopy(similarity: number, hashDistance: number): boolean {
 /** What one counted sample adds to its checkpoint's score: 0 at SCORE_FLOOR or below, 1 at 1. */
 export const sampleScore = (likeness: number) => Math.min(1, Math.max(0, (likeness - SCORE_FLOOR) / (1 - SCORE_FLOOR)));
 
+export interface PhotoMatch {
+  photo: string;
+  similarity: number;
+  hashDistance: number;
+}
+
+/**
+ * The training photo a sample nearly copies, if any: among the photos it is a near-copy of, the one
+ * with the closest hash. Not simply the most similar photo: views of one photo embed alike, so the
+ * copied photo is often not the top match by similarity (a zoomed-out copy of photo 4 can sit
+ * closest to photo 1 in embedding and still be photo 4 pixel for pixel).
+ */
+export function nearCopyOf(matches: readonly PhotoMatch[]): PhotoMatch | undefined {
+  return matches.filter((m) => isNearCopy(m.similarity, m.hashDistance)).sort((a, b) => a.hashDistance - b.hashDistance || b.similarity - a.similarity)[0];
+}
+
 export function summariseCheckpoint(step: number, samples: readonly SampleScore[]): CheckpointRow {
   const counted = samples.filter((s) => s.face && !s.nearCopy && s.likeness !== null && Number.isFinite(s.likeness)).map((s) => s.likeness!);
   const sum = (values: number[]) => values.reduce((a, b) => a + b, 0);

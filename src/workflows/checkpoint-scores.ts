@@ -6,7 +6,7 @@
 import { buffer, text } from "node:stream/consumers";
 import type { Backend } from "../backends/backend.ts";
 import type { Context } from "../context.ts";
-import { isNearCopy, summariseCheckpoint, type CheckpointRow, type SampleScore } from "../core/checkpoint-pick.ts";
+import { summariseCheckpoint, type CheckpointRow, type SampleScore } from "../core/checkpoint-pick.ts";
 import { MODEL_FILES, runCheckpointKey } from "../core/run-keys.ts";
 import { avatarDatasetKey, faceModel, referencesFromStore, scoreImage, type References } from "./likeness.ts";
 
@@ -82,8 +82,7 @@ export async function scoreCheckpoints(ctx: Context, backend: Backend, name: str
       const key = `${checkpoint.key}/samples/${sample.file}`;
       const image = await buffer(await backend.store.read(key));
       const scored = await scoreImage(model, references?.faces ?? [], image, backend.store.uri(key));
-      const copy = scored.closest && isNearCopy(scored.closest.similarity, scored.closest.hashDistance) ? scored.closest : undefined;
-      scores.push({ file: sample.file, ...(sample.kind ? { kind: sample.kind } : {}), face: scored.face, likeness: scored.likeness, ...(copy ? { nearCopy: copy } : {}) });
+      scores.push({ file: sample.file, ...(sample.kind ? { kind: sample.kind } : {}), face: scored.face, likeness: scored.likeness, ...(scored.nearCopy ? { nearCopy: scored.nearCopy } : {}) });
       progress.update(++done);
     }
     samples[checkpoint.step] = scores;

@@ -10,6 +10,7 @@ import { buffer } from "node:stream/consumers";
 import type { Backend } from "../backends/backend.ts";
 import type { Context } from "../context.ts";
 import { type Box, differenceHash, faceThumbnail, hashDistance } from "../core/face-hash.ts";
+import { nearCopyOf, type PhotoMatch } from "../core/checkpoint-pick.ts";
 import { cosineSimilarity, likeness as likenessOf } from "../core/faces.ts";
 import { AvatarError } from "../core/errors.ts";
 import { datasetKey } from "../core/store-keys.ts";
@@ -40,7 +41,9 @@ export interface ImageLikeness {
   faces: number;
   likeness: number | null;
   /** The training photo whose face is closest, with its similarity and hash distance. */
-  closest?: { photo: string; similarity: number; hashDistance: number };
+  closest?: PhotoMatch;
+  /** The training photo this image nearly copies (core/checkpoint-pick.ts nearCopyOf). */
+  nearCopy?: PhotoMatch;
 }
 
 interface Decoded {
@@ -104,17 +107,17 @@ async function referenceFace(model: FaceModel, photo: string, bytes: Uint8Array,
 export async function scoreImage(model: FaceModel, references: readonly ReferenceFace[], bytes: Uint8Array, what: string): Promise<ImageLikeness> {
   const { face, faces, decoded } = await faceOf(model, bytes, what);
   if (!face || references.length === 0) return { face: Boolean(face), faces, likeness: null };
-  let best = 0;
-  for (let i = 1; i < references.length; i++) {
-    if (cosineSimilarity(face.embedding, references[i]!.embedding) > cosineSimilarity(face.embedding, references[best]!.embedding)) best = i;
-  }
-  const closest = references[best]!;
   const hash = differenceHash(faceThumbnail(decoded.data, decoded.width, decoded.height, face.box));
+  const round = (n: number) => Math.round(n * 1000) / 1000;
+  const matches: PhotoMatch[] = references.map((r) => ({ photo: r.photo, similarity: round(cosineSimilarity(face.embedding, r.embedding)), hashDistance: hashDistance(hash, r.hash) }));
+  const closest = [...matches].sort((a, b) => b.similarity - a.similarity)[0]!;
+  const copy = nearCopyOf(matches);
   return {
     face: true,
     faces,
-    likeness: Math.round(likenessOf(face.embedding, references.map((r) => r.embedding)) * 1000) / 1000,
-    closest: { photo: closest.photo, similarity: Math.round(cosineSimilarity(face.embedding, closest.embedding) * 1000) / 1000, hashDistance: hashDistance(hash, closest.hash) },
+    likeness: round(likenessOf(face.embedding, references.map((r) => r.embedding))),
+    closest,
+    ...(copy ? { nearCopy: copy } : {}),
   };
 }
 

@@ -3,6 +3,7 @@
 import { describe, expect, it } from "vitest";
 import {
   isNearCopy,
+  nearCopyOf,
   likenessLabel,
   parseCheckpointChoice,
   pickCheckpoint,
@@ -103,6 +104,15 @@ describe("parsing and labels", () => {
     expect(isNearCopy(0.98, 4)).toBe(true);
     expect(isNearCopy(0.98, 30)).toBe(false);
     expect(isNearCopy(0.9, 0)).toBe(false);
+  });
+  it("the copied photo is the near-copy with the closest hash, not the most similar photo", () => {
+    const matches = [
+      { photo: "0001.jpg", similarity: 0.999, hashDistance: 9 },
+      { photo: "0004.jpg", similarity: 0.997, hashDistance: 2 },
+      { photo: "0002.jpg", similarity: 0.9, hashDistance: 1 },
+    ];
+    expect(nearCopyOf(matches)?.photo).toBe("0004.jpg");
+    expect(nearCopyOf(matches.slice(0, 1))).toBeUndefined();
   });
 });
 
