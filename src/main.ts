@@ -85,6 +85,8 @@ export async function main(argv: string[], deps: MainDeps = {}): Promise<number>
       if (key === "baseModel" && typeof value === "string" && !configRules.baseModel.choices!.includes(value)) continue;
       if (typeof value === "string") configFlags[key] = value;
     }
+    // --no-face-check (prepare, upload, train) is a negated boolean: commander sets faceCheck=false.
+    if (globals.faceCheck === false) configFlags.faceCheck = "off";
     const dotenv = loadDotenv(cwd, env);
     const config = loadConfig({ cwd, env, dotenv, flags: configFlags, configPath: flags.config });
     const interactive = isInteractive(streams, env, flags);

@@ -1,7 +1,22 @@
 import { defineCommand, type OptionSpec } from "./spec.ts";
+import { faceChecksOn } from "../core/config.ts";
 import { DATASET_RULES } from "../core/dataset.ts";
+import type { Context } from "../context.ts";
 import { formatBytes, table } from "../ui/format.ts";
 import type { PrepareSummary } from "../workflows/prepare.ts";
+
+/** Face checks: on by default (config key faceCheck / AVATAR_FACE_CHECK). */
+export const faceCheckOption: OptionSpec = {
+  flags: "--no-face-check",
+  description: "skip the face checks and crops (drawings, pets, objects): photos are only normalised",
+};
+
+/** What prepareDataset needs to check faces: whether to, and the base model's resolution. */
+export async function faceInput(ctx: Pick<Context, "config" | "cwd">, base: string | undefined, resolution?: number): Promise<{ faceCheck: boolean; baseResolution?: number }> {
+  if (!faceChecksOn(ctx.config)) return { faceCheck: false };
+  const { baseResolution } = await import("../workflows/base-model.ts");
+  return { faceCheck: true, baseResolution: baseResolution(base ?? ctx.config.values.baseModel, ctx.cwd, resolution) };
+}
 
 /** Options shared by every command that prepares a folder (prepare, upload, later train). */
 export const prepareOptions: readonly OptionSpec[] = [
@@ -18,6 +33,8 @@ export const prepareOptions: readonly OptionSpec[] = [
     default: String(DATASET_RULES.defaultMinSize),
     number: "int",
   },
+  { flags: "--base <model>", description: "base model the photos are for: face crops are its resolution (sdxl 1024, sd15 512; default: from config)" },
+  faceCheckOption,
 ];
 
 export function prepareInput(args: readonly string[], options: Readonly<Record<string, unknown>>) {
@@ -46,14 +63,22 @@ export function prepareReport(summary: PrepareSummary): string[] {
   for (const f of summary.files) {
     const size = f.width !== undefined ? `${f.width}x${f.height}` : f.source ? `${f.source.width}x${f.source.height}` : "";
     const note = f.status === "kept" ? (f.notes ?? []).join("; ") : (f.reason ?? "");
-    rows.push([printable(f.path), f.status === "kept" ? `kept ${f.entry}` : "skipped", size, printable(note)]);
+    const face = f.face?.box ? ` [face ${f.face.box.join(",")}${f.face.sharpness !== undefined ? `, sharpness ${Math.round(f.face.sharpness)}` : ""}${f.face.similarity !== undefined ? `, likeness ${f.face.similarity.toFixed(2)}` : ""}]` : "";
+    rows.push([printable(f.path), f.status === "kept" ? `kept ${f.entry}` : "skipped", size, printable(note) + face]);
   }
   const { kept, skipped, scanned } = summary.counts;
   const lines = table(rows);
   lines.push("");
   lines.push(
-    `${kept} kept, ${skipped} skipped of ${scanned} file${scanned === 1 ? "" : "s"}: ${formatBytes(summary.bytes)} of JPEG (long side ≤ ${summary.maxSize} px) from ${formatBytes(summary.sourceBytes)} of originals.`,
+    `${kept} kept, ${skipped} skipped of ${scanned} file${scanned === 1 ? "" : "s"}: ${formatBytes(summary.bytes)} of JPEG (${summary.faces ? `${summary.faces.resolution} px face crops` : `long side ≤ ${summary.maxSize} px`}) from ${formatBytes(summary.sourceBytes)} of originals.`,
   );
+  if (summary.faces) {
+    const f = summary.faces;
+    lines.push(
+      `faces: ${f.usable} usable (${f.framings["close-up"]} close-up, ${f.framings["head-and-shoulders"]} head-and-shoulders); variety ${f.variety} (head turn ±${f.pose.yaw.toFixed(2)}, mouth ±${f.pose.mouthOpen.toFixed(2)}, identity spread ${f.identitySpread.toFixed(3)})`,
+    );
+    if (f.advice) lines.push(`advice: ${f.advice}`);
+  }
   lines.push(`dataset sha256 ${summary.sha256}`);
   if (summary.out) lines.push(`Normalised photos written to ${summary.out}`);
   return lines;
@@ -63,14 +88,15 @@ export const prepareCommand = defineCommand({
   name: "prepare",
   summary: "Validate and normalise a folder of selfies",
   description:
-    "Reads the photos in a folder (JPEG, PNG, WebP, GIF, TIFF, AVIF), turns them upright, strips all metadata (GPS, camera serials), resizes them, drops duplicates and reports every file. Needs at least 5 usable photos; 10-20 are recommended. Changes nothing; --out writes the normalised photos for inspection.",
+    "Reads the photos in a folder (JPEG, PNG, WebP, GIF, TIFF, AVIF), turns them upright, strips all metadata (GPS, camera serials), checks each for one clear, sharp face of the same person and crops around it at the base model's resolution, drops duplicates and reports every file with a dataset summary. Needs at least 5 usable photos; 10-20 are recommended. Changes nothing; --out writes the normalised photos for inspection. --no-face-check (or AVATAR_FACE_CHECK=0) only normalises, for drawings, pets or objects.",
   args: [{ name: "dir", description: "folder of photos", required: true }],
   options: [...prepareOptions, { flags: "--out <dir>", description: "write the normalised photos (0001.jpg, …) to this folder" }],
   examples: ["avatar prepare ./selfies", "avatar prepare ./selfies --out ./normalised", "avatar prepare ./selfies --recursive --json"],
   async run(ctx, { args, options }) {
     const { prepareDataset } = await import("../workflows/prepare.ts");
     const input = prepareInput(args, options);
-    const prepared = await prepareDataset(ctx, { ...input, out: typeof options.out === "string" ? options.out : undefined });
+    const faces = await faceInput(ctx, typeof options.base === "string" ? options.base : undefined);
+    const prepared = await prepareDataset(ctx, { ...input, ...faces, out: typeof options.out === "string" ? options.out : undefined });
     await prepared.dispose();
     return {
       data: prepared.summary,

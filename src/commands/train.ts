@@ -2,6 +2,7 @@ import { defineCommand } from "./spec.ts";
 import { AvatarError } from "../core/errors.ts";
 import { validateAvatarName } from "../core/names.ts";
 import { trainerOptionsProblem } from "../core/trainer-args.ts";
+import { faceCheckOption, faceInput } from "./prepare.ts";
 
 export const trainCommand = defineCommand({
   name: "train",
@@ -26,6 +27,7 @@ export const trainCommand = defineCommand({
     { flags: "--checkpoint-every <n>", description: "checkpoint interval in steps", number: "int" },
     { flags: "--max-size <px>", description: "long side of the normalised photos", default: "1024", number: "int" },
     { flags: "--recursive", description: "also read photos in sub-folders" },
+    faceCheckOption,
     { flags: "--spot", description: "vertex: Spot VMs (cheaper, may be preempted; checkpoints resume)" },
     { flags: "--detach", description: "launch and return; `avatar status <name> --wait` re-attaches" },
     { flags: "--no-register", description: "do not register the model after training" },
@@ -65,7 +67,8 @@ export const trainCommand = defineCommand({
       const { confirmCost, trainingCost } = await import("../workflows/costs.ts");
       const estimate = trainingCost(backend, { base: resolved.base, pipeline: resolved.pipeline, steps: choices.steps, gpu: ctx.config.values.gpu, spot: options.spot === true });
       await confirmCost(ctx, estimate, name, `Train ${name}`);
-      const prepared = await prepareDataset(ctx, { dir: args[0]!, maxSize: Number(options.maxSize), recursive: options.recursive === true });
+      const faces = await faceInput(ctx, base, choices.resolution);
+      const prepared = await prepareDataset(ctx, { dir: args[0]!, maxSize: Number(options.maxSize), recursive: options.recursive === true, ...faces });
       let dataset;
       try {
         dataset = await ensureDataset(ctx, backend.store, prepared, name, { dryRun: ctx.flags.dryRun });

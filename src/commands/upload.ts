@@ -1,5 +1,5 @@
 import { defineCommand } from "./spec.ts";
-import { prepareInput, prepareOptions, prepareReport, shellArg } from "./prepare.ts";
+import { faceInput, prepareInput, prepareOptions, prepareReport, shellArg } from "./prepare.ts";
 import { formatBytes } from "../ui/format.ts";
 import { usageError } from "../core/errors.ts";
 import { validateAvatarName } from "../core/names.ts";
@@ -27,7 +27,8 @@ export const uploadCommand = defineCommand({
     const name = validateAvatarName(options.name);
     const { uploadDataset } = await import("../workflows/upload.ts");
     const input = prepareInput(args, options);
-    const result = await uploadDataset(ctx, { ...input, name, dryRun: ctx.flags.dryRun });
+    const faces = await faceInput(ctx, typeof options.base === "string" ? options.base : undefined);
+    const result = await uploadDataset(ctx, { ...input, ...faces, name, dryRun: ctx.flags.dryRun });
     const human = prepareReport(result.prepare);
     human.push("");
     switch (result.status) {

@@ -25,6 +25,8 @@ export interface ConfigValues {
   home: string;
   /** The Python environment the local backend runs the trainer and handler in. */
   venv: string;
+  /** prepare/train check every photo for one clear face of the person ("off" for drawings, pets, objects). */
+  faceCheck: string;
 }
 export type ConfigKey = keyof ConfigValues;
 
@@ -52,7 +54,13 @@ export const configRules: Readonly<Record<ConfigKey, KeyRule>> = {
   store: { flag: "--store", env: "AVATAR_STORE" },
   home: { flag: "--home", env: "AVATAR_HOME" },
   venv: { flag: "--venv", env: "AVATAR_VENV" },
+  faceCheck: { flag: "--no-face-check", env: "AVATAR_FACE_CHECK", choices: ["on", "off", "1", "0", "true", "false"] },
 };
+
+/** Whether prepare/train run the face checks (config key faceCheck: on/off, 1/0, true/false). */
+export function faceChecksOn(config: Pick<ResolvedConfig, "values">): boolean {
+  return !["off", "0", "false"].includes(config.values.faceCheck);
+}
 
 export const configKeys = Object.keys(configRules) as ConfigKey[];
 
@@ -79,6 +87,7 @@ function defaults(inputs: ConfigInputs, gpu: string): Record<ConfigKey, string |
     store: join(avatarHome, "store"),
     home: avatarHome,
     venv: join(cacheRoot, "avatar", "venv"),
+    faceCheck: "on",
   };
 }
 

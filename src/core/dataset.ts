@@ -47,7 +47,13 @@ export type SkipCode =
   | "too-many-pixels"
   | "too-small"
   | "duplicate"
-  | "near-duplicate";
+  | "near-duplicate"
+  // Face checks (core/face-checks.ts), on unless --no-face-check:
+  | "no-face"
+  | "multi-face"
+  | "face-too-small"
+  | "blurry"
+  | "different-person";
 
 export const HEIC_HINT =
   "Convert HEIC/HEIF photos to JPEG first: on macOS `sips -s format jpeg IMG.HEIC --out IMG.jpg`, elsewhere `heif-convert IMG.HEIC IMG.jpg`; or set iPhone Settings > Camera > Formats > Most Compatible.";
@@ -61,6 +67,15 @@ export interface SkipDetails {
   of?: string;
   distance?: number;
   message?: string;
+  /** Face checks: faces found, sizes in source pixels, the base resolution, measures. */
+  faces?: number;
+  faceSide?: number;
+  cropSide?: number;
+  resolution?: number;
+  sharpness?: number;
+  minSharpness?: number;
+  similarity?: number;
+  threshold?: number;
 }
 
 export function skipReason(code: SkipCode, d: SkipDetails = {}): string {
@@ -100,6 +115,16 @@ export function skipReason(code: SkipCode, d: SkipDetails = {}): string {
       return `exact duplicate of ${d.of ?? "another photo"}`;
     case "near-duplicate":
       return `near-duplicate of ${d.of ?? "another photo"}${d.distance !== undefined ? ` (distance ${d.distance})` : ""}`;
+    case "no-face":
+      return "no face found (use --no-face-check for drawings, pets or objects)";
+    case "multi-face":
+      return `${d.faces ?? "several"} faces of comparable size: crop the photo to the person, or leave it out`;
+    case "face-too-small":
+      return `face too small for the base model's ${d.resolution ?? "?"} px: a crop around it would be ${d.cropSide ?? "?"} px and need upscaling (the face needs ${d.faceSide ?? "more"} px or more)`;
+    case "blurry":
+      return `face is blurry (sharpness ${d.sharpness !== undefined ? Math.round(d.sharpness) : "?"}; ${d.minSharpness ?? "more"} or more is sharp)`;
+    case "different-person":
+      return `looks like a different person than the rest of the photos (similarity ${d.similarity?.toFixed(3) ?? "?"} to the set's face; ${d.threshold !== undefined ? `${d.threshold.toFixed(3)} or more is the same person` : "the rest score higher"})`;
   }
 }
 
@@ -311,13 +336,15 @@ export function entryName(index: number, total: number): string {
   return `${String(index + 1).padStart(width, "0")}.jpg`;
 }
 
-/** The dataset's name: sha256 over the normalised images' sha256s, in zip order. */
-export function datasetHash(imageSha256s: readonly string[]): string {
+/** The dataset's name: sha256 over the normalised images' sha256s, in zip order, and faces.json's. */
+export function datasetHash(imageSha256s: readonly string[], manifestSha256?: string): string {
   // crypto is fetched here, not imported: `prepare`'s help reads DATASET_RULES on every start-up
   // and loading node:crypto there costs more than the rest of the CLI surface.
   const hash = process.getBuiltinModule("node:crypto").createHash("sha256");
   hash.update("avatar-dataset-v1\n");
   for (const sha of imageSha256s) hash.update(`${sha}\n`);
+  // The face manifest (faces.json) is part of the dataset; without it the hash is what it always was.
+  if (manifestSha256) hash.update(`faces.json ${manifestSha256}\n`);
   return hash.digest("hex");
 }
 
@@ -345,8 +372,8 @@ export function countVerdict(usable: number): CountVerdict {
  * a data descriptor. Local header 30 + name + data + descriptor 16; central header 46 + name; end
  * record 22. No comments, no extra fields, below 4 GiB (no ZIP64).
  */
-export function datasetZipSize(images: readonly { entry: string; bytes: number }[]): number {
+export function datasetZipSize(images: readonly { entry: string; bytes: number }[], extra: readonly { entry: string; bytes: number }[] = []): number {
   let total = 22;
-  for (const image of images) total += 30 + 16 + 46 + 2 * Buffer.byteLength(image.entry) + image.bytes;
+  for (const image of [...images, ...extra]) total += 30 + 16 + 46 + 2 * Buffer.byteLength(image.entry) + image.bytes;
   return total;
 }

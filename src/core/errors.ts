@@ -50,12 +50,15 @@ export interface AvatarErrorOptions {
   hint?: string;
   cause?: unknown;
   exitCode?: ExitCode;
+  /** Machine-readable context, shown as error.details in the --json envelope (e.g. prepare's per-file report). */
+  details?: Record<string, unknown>;
 }
 
 export class AvatarError extends Error {
   readonly code: ErrorCode;
   readonly hint: string | undefined;
   readonly exitCode: ExitCode;
+  readonly details: Record<string, unknown> | undefined;
 
   constructor(code: ErrorCode, message: string, options: AvatarErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
@@ -63,6 +66,7 @@ export class AvatarError extends Error {
     this.code = code;
     this.hint = options.hint;
     this.exitCode = options.exitCode ?? exitCodeOf[code];
+    this.details = options.details;
   }
 }
 

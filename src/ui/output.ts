@@ -103,8 +103,9 @@ export class Output {
         ? undefined
         : "This is a bug in avatar. Re-run with --verbose for the stack trace and report it.";
     if (this.#options.json) {
-      const body: Record<string, string> = { code, message };
+      const body: Record<string, unknown> = { code, message };
       if (hint) body.hint = hint;
+      if (known && error.details) body.details = error.details;
       this.#options.streams.stdout.write(`${JSON.stringify({ ok: false, error: body })}\n`);
     } else {
       this.#err(`${this.style.red("error:")} ${message}`);

@@ -52,3 +52,25 @@ export async function hasCudaGpu(): Promise<boolean> {
     return false;
   }
 }
+
+/**
+ * The square size the trainer will train at, which prepare crops to (the trainer's rule, in
+ * templates/trainer: --resolution, else 1024 for SDXL and 512 for SD 1.5). A local directory's
+ * pipeline class tells; for a Hub id that is no preset, "xl" in the name means SDXL (pass train
+ * --resolution when that guess is wrong).
+ */
+export function baseResolution(spec: string, cwd: string, override?: number): number {
+  if (override) return override;
+  const resolved = resolveBase(spec, cwd);
+  if (resolved.resolution) return resolved.resolution;
+  const sdxl = (() => {
+    if (!existsSync(resolved.base)) return /xl/i.test(resolved.base);
+    try {
+      const index = JSON.parse(readFileSync(join(resolved.base, "model_index.json"), "utf8")) as { _class_name?: string };
+      return /XL/.test(index._class_name ?? "");
+    } catch {
+      return false;
+    }
+  })();
+  return sdxl ? baseModelPresets.sdxl.resolution : baseModelPresets.sd15.resolution;
+}

@@ -70,7 +70,7 @@ export async function runDemo(ctx: Context, backend: Backend, input: DemoInput):
   );
   const baseDir = join(demoDir, "tiny-sd15");
   await phase("Tiny base model", () => buildTinyBase(ctx, python, baseDir), () => `Tiny SD 1.5-shaped base model in ${baseDir}`);
-  const prepared = await phase("Prepare", () => prepareDataset(ctx, { dir: photos }), (p) => `Prepared ${p.images.length} photos`);
+  const prepared = await phase("Prepare", () => prepareDataset(ctx, { dir: photos, faceCheck: false /* drawn faces, far too small for the detector */ }), (p) => `Prepared ${p.images.length} photos`);
   let dataset: DatasetUpload;
   try {
     dataset = await phase("Upload", () => ensureDataset(ctx, backend.store, prepared, input.name), (d) => (d.status === "exists" ? `Dataset already in the store: ${d.uri}` : `Uploaded ${d.uri}`));

@@ -1,19 +1,21 @@
 // avatar prepare: scan a folder safely, decode and normalise each photo (orientation, size, sRGB
 // JPEG without metadata), drop duplicates, and report every file. Normalised JPEGs are spooled to a
 // private temporary folder so the zip can be streamed from them without decoding twice; only small
-// per-image records stay in memory, whatever the folder size.
+// per-image records stay in memory, whatever the folder size. With face checks (the default for
+// commands; --no-face-check turns them off) each photo must show one clear face of the set's person
+// and is stored as a square crop around it at the base model's resolution (prepare-faces.ts), and
+// the dataset gains faces.json with the face boxes (core/face-manifest.ts).
 import { createHash } from "node:crypto";
-import { constants } from "node:fs";
-import { copyFile, lstat, mkdir, mkdtemp, open, readdir, realpath, rm, stat } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { availableParallelism, tmpdir } from "node:os";
-import { isAbsolute, join, relative, resolve, sep } from "node:path";
+import { isAbsolute, join, relative, resolve } from "node:path";
 import type { Context } from "../context.ts";
 import {
   comparePaths,
   countVerdict,
   datasetHash,
-  DATASET_RULES,
   DECODABLE_FORMATS,
+  DATASET_RULES,
   differenceHash,
   dimensionProblem,
   HEIC_HINT,
@@ -29,7 +31,15 @@ import {
   type SniffedFormat,
 } from "../core/dataset.ts";
 import { AvatarError, badInput } from "../core/errors.ts";
+import { identityOutliers, summarizeFaceSet, type FaceSetSummary, type PoseMeasure } from "../core/face-checks.ts";
+import { FACES_ENTRY, facesManifest } from "../core/face-manifest.ts";
+import type { FaceBox } from "../core/faces.ts";
+import type { FaceModel } from "./faces/index.ts";
+import { prepareFace, type FaceOutcome } from "./prepare-faces.ts";
+import { isInside, readRegular, resolveFolder, scan, Scratch, skipped, writeOut, type FileReport, type Found, type Scratches } from "./prepare-files.ts";
 import { MemoryPacer } from "./prepare-memory.ts";
+
+export type { FileReport } from "./prepare-files.ts";
 
 export interface PrepareOptions {
   dir: string;
@@ -40,25 +50,13 @@ export interface PrepareOptions {
   out?: string;
   /** Called with the absolute path of every file whose content is read (also shown with --verbose). */
   onRead?: (path: string) => void;
-}
-
-export interface FileReport {
-  /** Relative to the folder, '/'-separated. */
-  path: string;
-  status: "kept" | "skipped";
-  /** Set when skipped. */
-  code?: SkipCode;
-  reason?: string;
-  /** Archive entry name when kept. */
-  entry?: string;
-  format?: string;
-  source?: { width: number; height: number; bytes: number };
-  /** The normalised JPEG (kept and duplicate photos). */
-  width?: number;
-  height?: number;
-  bytes?: number;
-  sha256?: string;
-  notes?: string[];
+  /**
+   * Check every photo for one clear face of the set's person and store face crops plus faces.json.
+   * Off unless asked: commands pass the config's faceCheck (on by default; --no-face-check).
+   */
+  faceCheck?: boolean;
+  /** The base model's training resolution: face crops are this size (default 1024, SDXL's). */
+  baseResolution?: number;
 }
 
 export interface PreparedImage {
@@ -68,6 +66,20 @@ export interface PreparedImage {
   bytes: number;
   /** The spooled normalised JPEG. */
   file: string;
+}
+
+/** faces.json, when face checks ran and at least one kept image has a face. */
+export interface PreparedManifest {
+  entry: typeof FACES_ENTRY;
+  data: Buffer;
+  sha256: string;
+  bytes: number;
+}
+
+export interface FaceSummary extends FaceSetSummary {
+  /** The crops' side: the base model's resolution. */
+  resolution: number;
+  framings: { "close-up": number; "head-and-shoulders": number };
 }
 
 export interface PrepareSummary {
@@ -84,159 +96,43 @@ export interface PrepareSummary {
   minSize: number;
   warnings: string[];
   out?: string;
+  /** Face checks only: the dataset summary (usable photos, variety, advice). */
+  faces?: FaceSummary;
 }
 
 export interface PreparedDataset {
   summary: PrepareSummary;
   images: PreparedImage[];
+  /** faces.json for the zip (absent without face checks). */
+  manifest?: PreparedManifest;
   /** Removes the spooled images. */
   dispose(): Promise<void>;
 }
 
 type Sharp = typeof import("sharp").default;
 
-interface Found {
-  rel: string;
-  /** The path to read: the file itself, or the in-folder target of a symlink. */
-  abs: string;
-  symlink?: boolean;
+interface FaceSettings {
+  model: FaceModel;
+  resolution: number;
+}
+
+interface Faced {
+  embedding: Float32Array;
+  pose?: PoseMeasure;
+  entryBox: FaceBox;
+  width: number;
+  height: number;
 }
 
 interface Processed {
   report: FileReport;
   candidate?: Candidate & { file: string; bytes: number };
+  faced?: Faced;
 }
 
 const interrupted = () => new AvatarError("INTERRUPTED", "Interrupted.");
 
-function skipped(path: string, code: SkipCode, details: SkipDetails = {}, extra: Partial<FileReport> = {}): FileReport {
-  return { path, status: "skipped", code, reason: skipReason(code, details), ...extra };
-}
-
-function isInside(child: string, parent: string): boolean {
-  return child === parent || child.startsWith(parent.endsWith(sep) ? parent : parent + sep);
-}
-
-// ---- pass 0: find the files ------------------------------------------------------------------
-
-async function resolveFolder(cwd: string, dir: string): Promise<string> {
-  const given = resolve(cwd, dir);
-  let info;
-  try {
-    info = await stat(given);
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code === "ENOENT" || code === "ENOTDIR") throw badInput(`No such folder: ${dir}`, "Pass the folder that holds your photos, e.g. `avatar prepare ./selfies`.");
-    throw badInput(`Cannot open ${dir}: ${(error as Error).message}`);
-  }
-  if (!info.isDirectory()) throw badInput(`${dir} is not a folder.`, "Pass the folder that holds your photos, not a single file.");
-  return realpath(given);
-}
-
-async function scan(root: string, recursive: boolean, skips: FileReport[]): Promise<Found[]> {
-  const found: Found[] = [];
-  const walk = async (dir: string, prefix: string, depth: number): Promise<void> => {
-    let entries;
-    try {
-      entries = await readdir(dir, { withFileTypes: true });
-    } catch (error) {
-      if (!prefix) throw badInput(`Cannot read the folder ${root}: ${(error as Error).message}`);
-      skips.push(skipped(prefix, "unreadable", { message: (error as NodeJS.ErrnoException).code }));
-      return;
-    }
-    entries.sort((a, b) => comparePaths(a.name, b.name));
-    for (const entry of entries) {
-      const rel = prefix ? `${prefix}/${entry.name}` : entry.name;
-      const abs = join(dir, entry.name);
-      if (entry.name.startsWith(".")) {
-        skips.push(skipped(rel, "hidden"));
-      } else if (entry.isDirectory()) {
-        if (!recursive) skips.push(skipped(rel, "folder"));
-        else if (depth >= DATASET_RULES.maxDepth) skips.push({ ...skipped(rel, "folder"), reason: `sub-folder more than ${DATASET_RULES.maxDepth} levels deep` });
-        else await walk(abs, rel, depth + 1);
-      } else if (entry.isSymbolicLink()) {
-        let target: string;
-        try {
-          target = await realpath(abs);
-        } catch {
-          skips.push(skipped(rel, "symlink-broken"));
-          continue;
-        }
-        if (!isInside(target, root)) {
-          skips.push(skipped(rel, "symlink-outside"));
-          continue;
-        }
-        const info = await lstat(target).catch(() => undefined);
-        if (info?.isFile()) found.push({ rel, abs: target, symlink: true });
-        else if (info?.isDirectory()) skips.push(skipped(rel, "symlink-folder"));
-        else skips.push(skipped(rel, "not-regular"));
-      } else if (entry.isFile()) {
-        found.push({ rel, abs });
-      } else {
-        skips.push(skipped(rel, "not-regular"));
-      }
-      if (found.length > DATASET_RULES.maxFiles) {
-        throw badInput(`More than ${DATASET_RULES.maxFiles} files in ${root}.`, "Point avatar at a folder of 10-20 selfies, not a whole photo library.");
-      }
-    }
-  };
-  await walk(root, "", 0);
-  return found;
-}
-
-// ---- pass 1: read, check, normalise, hash ----------------------------------------------------
-
-/**
- * A per-worker read buffer, reused for every file: photos (often 3-8 MB each) and their normalised
- * copies then never pile up as garbage waiting for the collector, which keeps peak memory flat.
- */
-class Scratch {
-  #buffer = Buffer.allocUnsafe(0);
-  get(size: number): Buffer {
-    if (this.#buffer.length < size) this.#buffer = Buffer.allocUnsafe(Math.max(size, Math.ceil(this.#buffer.length * 1.5), 1024 * 1024));
-    return this.#buffer.subarray(0, size);
-  }
-}
-
-interface Scratches {
-  input: Scratch;
-  output: Scratch;
-}
-
-/**
- * Reads a regular file without following a symlink at the last step and without blocking on FIFOs.
- * The returned bytes live in `scratch` and are valid until the next read with it.
- */
-async function readRegular(path: string, scratch: Scratch): Promise<{ data: Buffer } | { code: SkipCode; details?: SkipDetails }> {
-  const flags = constants.O_RDONLY | (constants.O_NOFOLLOW ?? 0) | (constants.O_NONBLOCK ?? 0);
-  let handle;
-  try {
-    handle = await open(path, flags);
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code === "ELOOP") return { code: "symlink-broken" };
-    return { code: "unreadable", details: { message: code ?? (error as Error).message } };
-  }
-  try {
-    const info = await handle.stat();
-    if (!info.isFile()) return { code: "not-regular" };
-    if (info.size === 0) return { code: "empty" };
-    if (info.size > DATASET_RULES.maxFileBytes) return { code: "file-too-large", details: { bytes: info.size } };
-    const data = scratch.get(info.size);
-    let offset = 0;
-    while (offset < data.length) {
-      const { bytesRead } = await handle.read(data, offset, data.length - offset, offset);
-      if (bytesRead === 0) break;
-      offset += bytesRead;
-    }
-    if (offset === 0) return { code: "empty" };
-    return { data: offset === data.length ? data : data.subarray(0, offset) };
-  } catch (error) {
-    return { code: "unreadable", details: { message: (error as NodeJS.ErrnoException).code ?? (error as Error).message } };
-  } finally {
-    await handle.close();
-  }
-}
+// ---- read, check, normalise, hash --------------------------------------------------------------
 
 function decoderProblem(sharp: Sharp, format: SniffedFormat | undefined): { code: SkipCode; details?: SkipDetails } | undefined {
   if (format === undefined) return { code: "not-image" };
@@ -256,7 +152,7 @@ async function processOne(
   sharp: Sharp,
   found: Found,
   scratch: Scratches,
-  options: Required<Pick<PrepareOptions, "maxSize" | "minSize">> & { spool: string; index: number; pacer: MemoryPacer },
+  options: Required<Pick<PrepareOptions, "maxSize" | "minSize">> & { spool: string; index: number; pacer: MemoryPacer; faces?: FaceSettings },
 ): Promise<Processed> {
   const { rel } = found;
   const read = await readRegular(found.abs, scratch.input);
@@ -293,27 +189,45 @@ async function processOne(
   if (meta.space === "cmyk") notes.push("CMYK converted to sRGB");
   if (meta.depth && !["uchar", "char"].includes(meta.depth)) notes.push(`${meta.depth === "ushort" ? "16-bit" : meta.depth} reduced to 8-bit`);
   if (meta.hasAlpha) notes.push("transparency flattened onto white");
-  if (Math.max(width, height) > options.maxSize) notes.push(`resized from ${width}x${height}`);
+  if (!options.faces && Math.max(width, height) > options.maxSize) notes.push(`resized from ${width}x${height}`);
 
   // The normalised JPEG goes straight to the spool file (no large buffer on the JS side), then is
-  // read back into the worker's scratch buffer for hashing.
+  // read back into the worker's scratch buffer for hashing. With face checks it is the face crop.
   const file = join(options.spool, `${String(options.index).padStart(6, "0")}.jpg`);
   let info: { width: number; height: number };
-  try {
-    let pipeline = sharp(data, inputOptions)
-      .timeout({ seconds: 60 })
-      .autoOrient()
-      .resize({ width: options.maxSize, height: options.maxSize, fit: "inside", withoutEnlargement: true });
-    if (meta.hasAlpha) pipeline = pipeline.flatten({ background: "#ffffff" });
-    info = await pipeline
-      .toColourspace("srgb")
-      .jpeg({ quality: DATASET_RULES.jpegQuality, chromaSubsampling: "4:2:0", mozjpeg: false })
-      .toFile(file);
-  } catch (error) {
-    await rm(file, { force: true });
-    const text = errorText(error);
-    if (/pixel limit/i.test(text)) return { report: skipped(rel, "too-many-pixels", { width, height }, { format, source }) };
-    return { report: skipped(rel, "corrupt", { message: text }, { format, source }) };
+  let faced: Extract<FaceOutcome, { embedding: Float32Array }> | undefined;
+  if (options.faces) {
+    const { model, resolution } = options.faces;
+    let outcome: FaceOutcome;
+    try {
+      outcome = await prepareFace({ sharp, model, data, inputOptions, width, height, hasAlpha: meta.hasAlpha === true, resolution, file });
+    } catch (error) {
+      await rm(file, { force: true });
+      const text = errorText(error);
+      if (/pixel limit/i.test(text)) return { report: skipped(rel, "too-many-pixels", { width, height }, { format, source }) };
+      return { report: skipped(rel, "corrupt", { message: text }, { format, source }) };
+    }
+    if ("skip" in outcome) return { report: skipped(rel, outcome.skip, outcome.details, { format, source, face: outcome.face }) };
+    faced = outcome;
+    info = outcome.info;
+    notes.push(...outcome.notes);
+  } else {
+    try {
+      let pipeline = sharp(data, inputOptions)
+        .timeout({ seconds: 60 })
+        .autoOrient()
+        .resize({ width: options.maxSize, height: options.maxSize, fit: "inside", withoutEnlargement: true });
+      if (meta.hasAlpha) pipeline = pipeline.flatten({ background: "#ffffff" });
+      info = await pipeline
+        .toColourspace("srgb")
+        .jpeg({ quality: DATASET_RULES.jpegQuality, chromaSubsampling: "4:2:0", mozjpeg: false })
+        .toFile(file);
+    } catch (error) {
+      await rm(file, { force: true });
+      const text = errorText(error);
+      if (/pixel limit/i.test(text)) return { report: skipped(rel, "too-many-pixels", { width, height }, { format, source }) };
+      return { report: skipped(rel, "corrupt", { message: text }, { format, source }) };
+    }
   }
   const back = await readRegular(file, scratch.output);
   if ("code" in back) throw new AvatarError("INTERNAL", `Could not read back the normalised copy of ${rel} (${back.code}).`);
@@ -325,10 +239,11 @@ async function processOne(
     .toBuffer();
   const sha256 = createHash("sha256").update(jpeg).digest("hex");
   options.pacer.add(data.length + jpeg.length);
-  const report: FileReport = { path: rel, status: "kept", format, source, width: info.width, height: info.height, bytes: jpeg.length, sha256, notes };
+  const report: FileReport = { path: rel, status: "kept", format, source, width: info.width, height: info.height, bytes: jpeg.length, sha256, notes, ...(faced ? { face: faced.face } : {}) };
   return {
     report,
     candidate: { path: rel, sha256, dhash: differenceHash(grid), sourcePixels: width * height, symlink: found.symlink, file, bytes: jpeg.length },
+    ...(faced ? { faced: { embedding: faced.embedding, pose: faced.pose, entryBox: faced.entryBox, width: info.width, height: info.height } } : {}),
   };
 }
 
@@ -354,24 +269,24 @@ async function pool<T, R>(
   return results;
 }
 
-// ---- --out -----------------------------------------------------------------------------------
+// ---- different-person ------------------------------------------------------------------------
 
-async function writeOut(outDir: string, root: string, images: readonly PreparedImage[]): Promise<void> {
-  if (outDir === root) throw badInput("--out may not be the photo folder itself.", "Pick an empty folder, e.g. --out ./normalised.");
-  let existing: string[] = [];
-  try {
-    existing = await readdir(outDir);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw badInput(`Cannot use --out ${outDir}: ${(error as Error).message}`);
+/** Turns the photos whose face is someone else's into skips (set-level, after every photo is in). */
+function skipOtherPeople(processed: Processed[]): string[] {
+  const faced = processed.filter((p) => p.candidate && p.faced);
+  const verdict = identityOutliers(faced.map((p) => p.faced!.embedding));
+  faced.forEach((p, i) => {
+    if (p.report.face && Number.isFinite(verdict.similarity[i])) p.report.face.similarity = Number(verdict.similarity[i]!.toFixed(3));
+  });
+  const names: string[] = [];
+  for (const i of verdict.outliers) {
+    const p = faced[i]!;
+    const details = { similarity: verdict.similarity[i]!, threshold: verdict.threshold };
+    p.report = { ...p.report, status: "skipped", code: "different-person", reason: skipReason("different-person", details) };
+    delete p.candidate;
+    names.push(p.report.path);
   }
-  const ours = /^\d{4,}\.jpg$/;
-  const foreign = existing.filter((name) => !ours.test(name));
-  if (foreign.length > 0) {
-    throw badInput(`--out folder ${outDir} is not empty (${foreign.slice(0, 3).join(", ")}${foreign.length > 3 ? ", …" : ""}).`, "Pick an empty or new folder; only earlier avatar output (0001.jpg, …) is replaced.");
-  }
-  await mkdir(outDir, { recursive: true });
-  for (const name of existing) await rm(join(outDir, name), { force: true });
-  for (const image of images) await copyFile(image.file, join(outDir, image.entry));
+  return names;
 }
 
 // ---- the workflow ----------------------------------------------------------------------------
@@ -389,12 +304,15 @@ export async function prepareDataset(ctx: Pick<Context, "cwd" | "out" | "signal"
   const skips: FileReport[] = [];
   const found = await scan(root, options.recursive === true, skips);
 
+  // The face model loads (~0.3 s) while sharp does; photos queue for it one at a time.
+  const loadingModel = options.faceCheck ? import("./faces/index.ts").then((faces) => faces.loadFaceModel()) : undefined;
   const { default: sharp } = await import("sharp");
   sharp.cache(false);
+  const faces: FaceSettings | undefined = loadingModel ? { model: await loadingModel, resolution: options.baseResolution ?? 1024 } : undefined;
   const spool = await mkdtemp(join(tmpdir(), "avatar-prepare-"));
   const dispose = () => rm(spool, { recursive: true, force: true });
   try {
-    const progress = found.length > 0 ? ctx.out.progress("Preparing photos", found.length, "steps") : undefined;
+    const progress = found.length > 0 ? ctx.out.progress(faces ? "Preparing photos (checking faces)" : "Preparing photos", found.length, "steps") : undefined;
     let done = 0;
     const workers = Math.max(1, Math.min(4, availableParallelism()));
     const pacer = new MemoryPacer();
@@ -405,20 +323,22 @@ export async function prepareDataset(ctx: Pick<Context, "cwd" | "out" | "signal"
       (item, index, scratch) => {
         options.onRead?.(item.abs);
         ctx.out.detail(`reading ${item.rel}`);
-        return processOne(sharp, item, scratch, { maxSize, minSize, spool, index, pacer });
+        return processOne(sharp, item, scratch, { maxSize, minSize, spool, index, pacer, ...(faces ? { faces } : {}) });
       },
       () => progress?.update(++done),
     );
     progress?.done();
 
+    const otherPeople = faces ? skipOtherPeople(processed) : [];
     const candidates = processed.flatMap((p) => (p.candidate ? [p.candidate] : []));
     const byPath = new Map(candidates.map((c) => [c.path, c]));
+    const facedByPath = new Map(processed.flatMap((p) => (p.candidate && p.faced ? [[p.candidate.path, p.faced] as const] : [])));
     const decisions = new Map(selectImages(candidates).map((d) => [d.path, d]));
     const reports = [...skips];
     const images: PreparedImage[] = [];
     for (const p of processed) {
       const decision = decisions.get(p.report.path);
-      if (!decision) {
+      if (!decision || !p.candidate) {
         reports.push(p.report);
       } else if (decision.kept) {
         const c = byPath.get(p.report.path)!;
@@ -436,24 +356,53 @@ export async function prepareDataset(ctx: Pick<Context, "cwd" | "out" | "signal"
     reports.sort((a, b) => comparePaths(a.path, b.path));
     images.sort((a, b) => comparePaths(a.entry, b.entry));
 
+    const keptFaces = images.flatMap((image) => {
+      const faced = facedByPath.get(image.path);
+      return faced ? [{ entry: image.entry, ...faced }] : [];
+    });
+    const manifest = faces && keptFaces.length ? manifestOf(keptFaces.map(({ entry, width, height, entryBox }) => ({ entry, width, height, box: entryBox }))) : undefined;
+    const faceSummary: FaceSummary | undefined = faces
+      ? {
+          ...summarizeFaceSet(keptFaces, DATASET_RULES.recommendedMin),
+          resolution: faces.resolution,
+          framings: {
+            "close-up": reports.filter((r) => r.status === "kept" && r.face?.framing === "close-up").length,
+            "head-and-shoulders": reports.filter((r) => r.status === "kept" && r.face?.framing === "head-and-shoulders").length,
+          },
+        }
+      : undefined;
+
     const warnings: string[] = [];
+    for (const path of otherPeople) warnings.push(`${path} looks like someone else than the other photos: skipped.`);
     const heic = reports.filter((r) => r.code === "heic").length;
     const verdict = countVerdict(images.length);
     if (verdict.level === "error") {
       for (const r of reports) if (r.status === "skipped") ctx.out.info(`  skipped ${r.path}: ${r.reason}`);
-      throw badInput(`${verdict.message} Folder: ${options.dir}`, heic > 0 ? HEIC_HINT : found.length === 0 ? "The folder has no files to use; point avatar at your photos." : "Add more photos of the same person (clear face, varied angles, lighting and backgrounds).");
+      const noFace = reports.filter((r) => r.code === "no-face").length;
+      const hint =
+        heic > 0
+          ? HEIC_HINT
+          : found.length === 0
+            ? "The folder has no files to use; point avatar at your photos."
+            : faces && noFace > 0 && noFace >= reports.length / 2
+              ? "Most photos have no face avatar can find. For drawings, pets or objects, pass --no-face-check (or set AVATAR_FACE_CHECK=0)."
+              : "Add more photos of the same person (clear face, varied angles, lighting and backgrounds).";
+      throw new AvatarError("BAD_INPUT", `${verdict.message} Folder: ${options.dir}`, { hint, details: { files: reports } });
     }
     if (verdict.message) warnings.push(verdict.message);
     if (heic > 0) warnings.push(`${heic} HEIC/HEIF photo${heic === 1 ? " was" : "s were"} skipped. ${HEIC_HINT}`);
     for (const w of warnings) ctx.out.warn(w);
 
-    if (outDir) await writeOut(outDir, root, images);
+    if (outDir) await writeOut(outDir, root, images, manifest);
 
     const summary: PrepareSummary = {
       dir: root,
       files: reports,
       images: images.map(({ file: _file, ...rest }) => rest),
-      sha256: datasetHash(images.map((i) => i.sha256)),
+      sha256: datasetHash(
+        images.map((i) => i.sha256),
+        manifest?.sha256,
+      ),
       counts: { scanned: reports.length, kept: images.length, skipped: reports.length - images.length },
       sourceBytes: reports.reduce((sum, r) => sum + (r.status === "kept" ? (r.source?.bytes ?? 0) : 0), 0),
       bytes: images.reduce((sum, i) => sum + i.bytes, 0),
@@ -461,12 +410,18 @@ export async function prepareDataset(ctx: Pick<Context, "cwd" | "out" | "signal"
       minSize,
       warnings,
       ...(outDir ? { out: outDir } : {}),
+      ...(faceSummary ? { faces: faceSummary } : {}),
     };
-    return { summary, images, dispose };
+    return { summary, images, ...(manifest ? { manifest } : {}), dispose };
   } catch (error) {
     await dispose();
     throw error;
   }
+}
+
+function manifestOf(images: Parameters<typeof facesManifest>[0]): PreparedManifest {
+  const data = Buffer.from(facesManifest(images));
+  return { entry: FACES_ENTRY, data, sha256: createHash("sha256").update(data).digest("hex"), bytes: data.length };
 }
 
 /** `relative` for display: the folder as the user would type it. */

@@ -49,10 +49,11 @@ export async function ensureDataset(
   name: string,
   options: { dryRun?: boolean } = {},
 ): Promise<DatasetUpload> {
-  const { summary, images } = prepared;
+  const { summary, images, manifest } = prepared;
+  const extras = manifest ? [{ entry: manifest.entry, data: manifest.data, bytes: manifest.bytes }] : [];
   const key = datasetKey(name, summary.sha256);
   const uri = store.uri(key);
-  const bytes = datasetZipSize(images);
+  const bytes = datasetZipSize(images, extras);
   const base = { name, uri, key, sha256: summary.sha256, bytes, images: images.length, uploadedBytes: 0 };
 
   if (options.dryRun) {
@@ -70,7 +71,7 @@ export async function ensureDataset(
   const progress = ctx.out.progress(`Uploading ${images.length} photos`, bytes, "bytes");
   let sent = 0;
   try {
-    const info = await store.put(key, () => datasetZip(images), {
+    const info = await store.put(key, () => datasetZip(images, extras), {
       contentType: "application/zip",
       metadata: { ...resourceLabels(name), "avatar-dataset-sha256": summary.sha256, "avatar-images": String(images.length) },
       size: bytes,

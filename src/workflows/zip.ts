@@ -37,14 +37,26 @@ function lazyVerified(image: ZipImage, pacer: MemoryPacer): Readable {
   );
 }
 
-/** A readable zip of the images, in the given order, named by their entry names. */
-export function datasetZip(images: readonly ZipImage[]): Readable {
+/** A small entry held in memory, written after the images (faces.json). */
+export interface ZipExtra {
+  entry: string;
+  data: Buffer;
+}
+
+/** A readable zip of the images, in the given order, named by their entry names, then the extras. */
+export function datasetZip(images: readonly ZipImage[], extras: readonly ZipExtra[] = []): Readable {
   const archive = new ZipArchive({ store: true, forceZip64: false, comment: "" });
   const pacer = new MemoryPacer();
   let next = 0;
   const feed = () => {
-    if (next >= images.length) {
+    if (next >= images.length + extras.length) {
       archive.finalize().catch((error: unknown) => archive.destroy(error as Error));
+      return;
+    }
+    if (next >= images.length) {
+      const extra = extras[next++ - images.length]!;
+      // As a stream like the images, so every entry has the same layout (datasetZipSize counts on it).
+      archive.append(Readable.from([extra.data], { objectMode: false }), { name: extra.entry, date: ZIP_DATE, mode: ENTRY_MODE });
       return;
     }
     const image = images[next++]!;

@@ -40,3 +40,34 @@ export async function rgbOf(input: sharp.Sharp | string | Buffer): Promise<{ dat
   const { data, info } = await image.removeAlpha().toColourspace("srgb").raw().toBuffer({ resolveWithObject: true });
   return { data: new Uint8Array(data.buffer, data.byteOffset, data.length), width: info.width, height: info.height };
 }
+
+/**
+ * Photos of person a that differ like real photos do (head tilt, mirror, light, framing), so
+ * neither the duplicate check nor the near-duplicate check (dHash on the crop) merges them.
+ */
+export async function personPhotos(region: Region = PEOPLE.a): Promise<Buffer[]> {
+  const base = await (await cropRegion(region)).png().toBuffer();
+  const grow = async (image: sharp.Sharp) => image.resize(region.width * 2).jpeg({ quality: 92 }).toBuffer();
+  const rotated = (angle: number) => sharp(base).rotate(angle, { background: "#808080" });
+  return Promise.all([
+    grow(sharp(base)),
+    grow(sharp(base).flop()),
+    grow(sharp(await rotated(9).toBuffer())),
+    grow(sharp(await rotated(-9).toBuffer())),
+    grow(sharp(await rotated(9).toBuffer()).flop()),
+    grow(sharp(await rotated(-9).toBuffer()).flop().modulate({ brightness: 1.15 })),
+  ]);
+}
+
+/** Random RGB noise as a JPEG: no face in it. */
+export async function noisePhoto(width = 1200, height = 1200, seed = 11): Promise<Buffer> {
+  const data = Buffer.alloc(width * height * 3);
+  let state = seed;
+  for (let i = 0; i < data.length; i++) data[i] = (state = (state * 1103515245 + 12345) & 0x7fffffff) >> 23;
+  return sharp(data, { raw: { width, height, channels: 3 } }).jpeg().toBuffer();
+}
+
+/** A region scaled up 2x (so its faces are big enough for a 512 px base) as a JPEG. */
+export async function regionPhoto(region: Region, factor = 2): Promise<Buffer> {
+  return (await cropRegion(region)).resize(Math.round(region.width * factor)).jpeg({ quality: 92 }).toBuffer();
+}

@@ -10,8 +10,9 @@ export interface DetectOptions {
    * "fast" (default): the Tiny Face Detector at 416 px, ~0.1 s a photo on one core; finds the
    * faces that matter in selfies and samples, may miss small or turned faces in a crowd.
    * "accurate": SSD MobileNet v1 at 512 px, ~4x slower; for group photos and counting people.
+   * "auto": fast, then accurate when fast finds no face (costs more only on faceless images).
    */
-  detector?: "fast" | "accurate";
+  detector?: "fast" | "accurate" | "auto";
   /** Faces scoring below this are not reported (default 0.5). */
   minScore?: number;
 }
@@ -39,7 +40,11 @@ function createFaceModel(faceapi: FaceApi): FaceModel {
   // (prepare decodes several photos at once) queue instead of interleaving their tensors.
   let queue: Promise<unknown> = Promise.resolve();
   const detect = (image: RgbImage, options: DetectOptions = {}): Promise<Face[]> => {
-    const run = queue.then(() => detectNow(faceapi, image, options));
+    const run = queue.then(async () => {
+      if (options.detector !== "auto") return detectNow(faceapi, image, options);
+      const fast = await detectNow(faceapi, image, { ...options, detector: "fast" });
+      return fast.length ? fast : detectNow(faceapi, image, { ...options, detector: "accurate" });
+    });
     queue = run.catch(() => undefined);
     return run;
   };
