@@ -36,6 +36,12 @@ export interface AvatarManifest {
   dataset_sha256: string;
   trainer_version: string;
   captions: "none" | "blip";
+  /** Absent from trainers before face weighting (issue 12): flip augmentation, the background loss
+   * weight, how many photos trained with a face mask, the sample interval (0 = no samples). */
+  flip?: boolean;
+  mask_weight?: number;
+  masked_images?: number;
+  samples_every?: number;
   /** The checkpoint this folder's weights come from, as register chose it (absent before register). */
   checkpoint_step?: number;
   /** Its likeness score (core/checkpoint-pick.ts); null when nothing could be scored. */

@@ -24,6 +24,12 @@ export interface TrainerArgsInput {
   vae?: string;
   gradientCheckpointing?: boolean;
   flip?: boolean;
+  /** Loss weight outside the face (faces.json in the dataset); 1 = no face weighting. Trainer default 0.4. */
+  maskWeight?: number;
+  /** Render the sample prompts every N steps (0 = never); trainer default: about 5 sampled checkpoints. */
+  samplesEvery?: number;
+  /** Sampler steps per sample image; trainer default 25 (2 on the tiny models). */
+  sampleSteps?: number;
   name: string;
   runId: string;
   datasetSha256: string;
@@ -56,6 +62,9 @@ export function trainerArgs(input: TrainerArgsInput): string[] {
   if (input.vae) args.push("--vae", input.vae);
   if (input.gradientCheckpointing) args.push("--gradient-checkpointing");
   if (input.flip) args.push("--flip");
+  if (input.maskWeight !== undefined) args.push("--mask-weight", String(input.maskWeight));
+  if (input.samplesEvery !== undefined) args.push("--samples-every", String(input.samplesEvery));
+  if (input.sampleSteps !== undefined) args.push("--sample-steps", String(input.sampleSteps));
   return args;
 }
 
@@ -65,8 +74,12 @@ export interface TrainerChoices {
   lr: number;
   resolution?: number;
   token: string;
-  classWord: string;
+  /** Undefined: remembered from the avatar's earlier runs, asked on a terminal, else "person". */
+  classWord?: string;
   checkpointEvery?: number;
+  maskWeight?: number;
+  samplesEvery?: number;
+  sampleSteps?: number;
 }
 
 /**
@@ -82,12 +95,15 @@ export function trainerOptionsProblem(o: TrainerChoices): string | undefined {
     whole("--steps", o.steps) ??
     whole("--rank", o.rank) ??
     whole("--checkpoint-every", o.checkpointEvery) ??
+    whole("--sample-steps", o.sampleSteps) ??
+    (o.samplesEvery === undefined || (Number.isInteger(o.samplesEvery) && o.samplesEvery >= 0) ? undefined : `--samples-every must be a whole number of 0 or more, got ${o.samplesEvery}`) ??
+    (o.maskWeight === undefined || (Number.isFinite(o.maskWeight) && o.maskWeight >= 0 && o.maskWeight <= 1) ? undefined : `--mask-weight must be a number between 0 and 1, got ${o.maskWeight}`) ??
     (Number.isFinite(o.lr) && o.lr > 0 ? undefined : `--lr must be a positive number, got ${o.lr}`) ??
     (o.resolution === undefined || (Number.isInteger(o.resolution) && o.resolution % 8 === 0 && o.resolution >= 64 && o.resolution <= 2048)
       ? undefined
       : `--resolution must be a multiple of 8 between 64 and 2048, got ${o.resolution}`) ??
     word("--token", o.token) ??
-    word("--class-word", o.classWord)
+    (o.classWord === undefined ? undefined : word("--class-word", o.classWord))
   );
 }
 

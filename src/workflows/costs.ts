@@ -23,9 +23,10 @@ export async function confirmCost(ctx: Context, estimate: CostEstimate | undefin
   });
 }
 
-export function trainingCost(backend: Pick<Backend, "kind">, input: { base: string; pipeline?: Pipeline; steps?: number; gpu: Gpu; spot: boolean }): TrainingEstimate | undefined {
+/** `photos`: how many photos the folder holds at most (steps scale with them when --steps is not given). */
+export function trainingCost(backend: Pick<Backend, "kind">, input: { base: string; pipeline?: Pipeline; steps?: number; photos?: number; gpu: Gpu; spot: boolean }): TrainingEstimate | undefined {
   if (backend.kind !== "vertex") return undefined;
-  return trainingEstimate({ gpu: input.gpu, pipeline: input.pipeline, steps: stepsFor(input.base, input.steps), spot: input.spot });
+  return trainingEstimate({ gpu: input.gpu, pipeline: input.pipeline, steps: stepsFor(input.base, input.steps, input.photos), spot: input.spot });
 }
 
 export function deployCost(backend: Pick<Backend, "kind">, gpu: Gpu): DeployEstimate | undefined {

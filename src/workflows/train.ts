@@ -1,5 +1,6 @@
 // avatar train: prepare → zip → upload → launch the trainer → wait (detachable) → register.
 import { createHash } from "node:crypto";
+import { readdir } from "node:fs/promises";
 import type { Backend, PlannedRequest, TrainerOptions, TrainingJob, TrainingJobSpec } from "../backends/backend.ts";
 import type { Context } from "../context.ts";
 import { AvatarError } from "../core/errors.ts";
@@ -28,6 +29,12 @@ export interface TrainInput {
   caption: "none" | "blip";
   captionModel?: string;
   checkpointEvery?: number;
+  /** Horizontal-flip augmentation (off by default: mirroring averages away a face's asymmetries). */
+  flip?: boolean;
+  /** Loss weight outside the face; default DEFAULT_MASK_WEIGHT, 1 = off. */
+  maskWeight?: number;
+  samplesEvery?: number;
+  sampleSteps?: number;
   spot: boolean;
   detach: boolean;
   force: boolean;
@@ -94,6 +101,44 @@ export async function waitForTraining(ctx: Context, backend: Backend, id: string
 
 type RunOptions = Omit<TrainerOptions, "name" | "runId" | "datasetSha256">;
 
+/** Background loss weight outside the face box (fal, kohya and ai-toolkit weight the subject too; README). */
+export const DEFAULT_MASK_WEIGHT = 0.4;
+export const CLASS_WORDS = ["person", "woman", "man"] as const;
+const CLASS_LABEL = "avatar-class";
+
+/**
+ * The class word of a run: the one given; else the one of the avatar's newest earlier run (its
+ * training job's label); else asked on a terminal (first train of an avatar); else "person"
+ * (--no-input, CI, --json never ask).
+ */
+export async function resolveClassWord(ctx: Pick<Context, "prompts">, backend: Pick<Backend, "training">, name: string, given?: string): Promise<{ classWord: string; source: "flag" | "remembered" | "asked" | "default" }> {
+  if (given !== undefined) return { classWord: given, source: "flag" };
+  const jobs = await backend.training.list({ name }).catch(() => []);
+  const remembered = jobs.map((j) => j.labels[CLASS_LABEL]).filter((w): w is string => Boolean(w)).at(-1);
+  if (remembered) return { classWord: remembered, source: "remembered" };
+  if (!ctx.prompts.interactive) return { classWord: "person", source: "default" };
+  const classWord = await ctx.prompts.select({
+    message: `Who is ${name}? (the class word the model learns the person as)`,
+    flag: "--class-word",
+    choices: CLASS_WORDS.map((value) => ({ value })),
+    default: "person",
+  });
+  return { classWord, source: "asked" };
+}
+
+/** How many photos a folder holds at most (image file names at its top level): sizes the cost estimate
+ * before prepare has looked at them; undefined when unknown (recursive or unreadable). */
+export async function photoCountHint(dir: string, recursive: boolean): Promise<number | undefined> {
+  if (recursive) return undefined;
+  try {
+    const entries = await readdir(dir, { withFileTypes: true });
+    const n = entries.filter((e) => e.isFile() && !e.name.startsWith(".") && /\.(jpe?g|png|webp|heic|heif|avif|tiff?|bmp|gif)$/i.test(e.name)).length;
+    return n || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 function trainerOptions(input: TrainInput, base: ReturnType<typeof resolveBase>, steps: number): RunOptions {
   return {
     base: base.base,
@@ -111,7 +156,10 @@ function trainerOptions(input: TrainInput, base: ReturnType<typeof resolveBase>,
     checkpointEvery: input.checkpointEvery ?? Math.max(1, Math.min(100, Math.floor(steps / 4))),
     logEvery: Math.max(1, Math.min(10, Math.floor(steps / 20))),
     gradientCheckpointing: !base.tiny,
-    flip: true,
+    flip: input.flip === true,
+    maskWeight: input.maskWeight ?? DEFAULT_MASK_WEIGHT,
+    ...(input.samplesEvery !== undefined ? { samplesEvery: input.samplesEvery } : {}),
+    ...(input.sampleSteps !== undefined ? { sampleSteps: input.sampleSteps } : {}),
   };
 }
 
@@ -121,8 +169,9 @@ function trainerOptions(input: TrainInput, base: ReturnType<typeof resolveBase>,
  * --lr starts a new run instead of a job that fails on the old checkpoints. Steps may change.
  */
 export function optionsFingerprint(options: RunOptions): string {
-  const { base, baseRevision, resolution, token, classWord, rank, lr, seed, caption, captionModel, flip } = options;
-  const json = JSON.stringify({ base, ...(baseRevision ? { baseRevision } : {}), resolution: resolution ?? null, token, classWord, rank, lr, seed, caption, captionModel: caption === "blip" ? (captionModel ?? null) : null, flip });
+  // Samples (--samples-every, --sample-steps) do not change the weights: not part of it.
+  const { base, baseRevision, resolution, token, classWord, rank, lr, seed, caption, captionModel, flip, maskWeight } = options;
+  const json = JSON.stringify({ base, ...(baseRevision ? { baseRevision } : {}), resolution: resolution ?? null, token, classWord, rank, lr, seed, caption, captionModel: caption === "blip" ? (captionModel ?? null) : null, flip, maskWeight: maskWeight ?? null });
   return createHash("sha256").update(json).digest("hex").slice(0, 16);
 }
 
@@ -161,12 +210,14 @@ export async function trainAvatar(ctx: Context, backend: Backend, input: TrainIn
   const started = Date.now();
   const base = resolveBase(input.base, ctx.cwd);
   await checkTrainable(ctx, backend, base, input.force);
-  const steps = stepsFor(base.base, input.steps);
+  const steps = stepsFor(base.base, input.steps, input.dataset.images);
   const trainer = trainerOptions(input, base, steps);
   const optionsLabel = optionsFingerprint(trainer);
   const resumable = await findResumable(backend, input.name, input.dataset.sha256.slice(0, 32), optionsLabel);
   const runId = resumable?.job.runId ?? newRunId();
-  const labels = { ...resourceLabels(input.name, runId), "avatar-dataset": input.dataset.sha256.slice(0, 32), "avatar-options": optionsLabel };
+  const labels: Record<string, string> = { ...resourceLabels(input.name, runId), "avatar-dataset": input.dataset.sha256.slice(0, 32), "avatar-options": optionsLabel };
+  // Remembered for the avatar's next runs (resolveClassWord); only a value a label can hold.
+  if (/^[a-z0-9_-]{1,63}$/.test(input.classWord)) labels[CLASS_LABEL] = input.classWord;
   const spec: TrainingJobSpec = {
     name: input.name,
     runId,

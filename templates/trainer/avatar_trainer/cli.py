@@ -51,6 +51,16 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _unit_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
 def _resolution(text: str) -> int:
     value = _positive_int(text)
     if value % 8 or not 64 <= value <= 2048:
@@ -76,7 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="where pytorch_lora_weights.safetensors + avatar.json go (default: $AIP_MODEL_DIR)")
     io.add_argument("--checkpoint-dir", default=None,
                     help="resumable training state (default: $AIP_CHECKPOINT_DIR)")
-    io.add_argument("--flip", action="store_true", help="horizontal-flip augmentation")
+    io.add_argument("--flip", action="store_true",
+                    help="horizontal-flip augmentation (off by default: a mirrored face averages away its asymmetries)")
+    io.add_argument("--mask-weight", type=_unit_float, default=0.4,
+                    help="loss weight outside the face (from the dataset's faces.json) relative to 1.0 on it; "
+                         "1.0 = no face weighting (default: 0.4)")
 
     m = p.add_argument_group("model")
     m.add_argument("--base", required=True, help="base model: Hugging Face Hub id or local diffusers directory")
@@ -119,7 +133,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     k = p.add_argument_group("checkpoints and logs")
     k.add_argument("--checkpoint-every", type=_positive_int, default=100, help="checkpoint interval in steps")
-    k.add_argument("--keep-checkpoints", type=_positive_int, default=2, help="complete checkpoints kept")
+    k.add_argument("--keep-checkpoints", type=_positive_int, default=2,
+                   help="newest checkpoints that keep their resume state (older ones keep weights and samples)")
+    k.add_argument("--samples-every", type=_non_negative_int, default=None,
+                   help="render the sample prompts into the checkpoint every N steps and at the last step; "
+                        "0 = never (default: about 5 sampled checkpoints per run)")
+    k.add_argument("--sample-steps", type=_positive_int, default=None,
+                   help="sampler steps per sample image (default: 25; 2 on the tiny test models)")
     k.add_argument("--log-every", type=_positive_int, default=10, help="one step=… log line every N steps")
     k.add_argument("--log-file", default=None,
                    help="also append every log line and the final error to this file (path, /gcs/… or gs://…)")

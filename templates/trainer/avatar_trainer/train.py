@@ -19,20 +19,24 @@ from pathlib import Path
 
 from . import __version__, checkpoints
 from . import data as data_mod
+from . import samples as samples_mod
 from .captions import CACHE_NAME as CAPTIONS_CACHE
 from .captions import apply_trigger, blip_captions, cached_captions, class_prompt, instance_prompt, save_captions
 from .cli import DEFAULT_RESOLUTION
 from .errors import Interrupted, TrainerError
 from .log import emit, phase
+from .masks import face_mask, weighted_mse
 from .model import (base_is_local, build_inference_pipeline, detect_pipeline, encode_prompts, load_components,
                     resolve_base, time_ids)
 from .paths import resolve_location
 
 LORA_TARGETS = ["to_k", "to_q", "to_v", "to_out.0"]
-WEIGHTS_NAME = "pytorch_lora_weights.safetensors"
+WEIGHTS_NAME = checkpoints.WEIGHTS_NAME
 LATENT_CACHE_BUDGET = 1 << 30  # bytes of cached latents (mean + std) kept on the device
 # Test hook: raise after this step's checkpoint, as if the VM had been preempted right there.
 FAIL_AFTER_STEP_ENV = "AVATAR_TRAINER_FAIL_AFTER_STEP"
+# Fingerprint values of checkpoints written before a key existed: what those runs trained with.
+LEGACY_FINGERPRINT = {"mask_weight": 1.0}
 
 
 def _quiet_libraries(verbose: bool) -> None:
@@ -157,8 +161,9 @@ def _train(args, restore: list) -> dict:
 
     sources = data_mod.load_zip(dataset_path)
     dataset_sha = args.dataset_sha256 or data_mod.sha256_hint(dataset_path)
+    with_face = sum(1 for s in sources if s.face_box is not None)
     phase("data", images=len(sources), captions=args.caption, flip=str(bool(args.flip)).lower(),
-          dataset=str(dataset_path))
+          faces=with_face, dataset=str(dataset_path))
 
     # A Hub base is pinned to one commit before anything is loaded (None: a local directory).
     base_ref = resolve_base(base_src, revision)
@@ -194,7 +199,7 @@ def _train(args, restore: list) -> dict:
     autocast = (lambda: torch.autocast(device.type, dtype=weight_dtype)) if mp != "no" else None
 
     # --- captions -----------------------------------------------------------------------------
-    crops = [data_mod.center_crop_resize(s.image, resolution, s.original_size) for s in sources]
+    crops = [data_mod.center_crop_resize(s.image, resolution, s.original_size, face_box=s.face_box) for s in sources]
     inst_prompt = instance_prompt(args.token, args.class_word)
     if args.caption == "blip":
         names = [s.name for s in sources]
@@ -221,20 +226,31 @@ def _train(args, restore: list) -> dict:
         class_images = _class_images(args, comps, base_src, ckpt_dir / "class_images", resolution,
                                      device, autocast)
 
-    # --- text conditioning, computed once; then the text encoders go ---------------------------
+    # --- text conditioning, computed once (sample prompts too); then the text encoders go -------
     unique = sorted(set(prompts) | ({class_prompt(args.class_word)} if class_images else set()))
     cond = dict(zip(unique, encode_prompts(comps, unique, device)))
+    samples_every = (samples_mod.auto_every(args.steps, args.checkpoint_every) if args.samples_every is None
+                     else args.samples_every)
+    sample_specs, sample_conds, uncond = [], [], None
+    if samples_every:
+        sample_specs = samples_mod.sample_specs(args.token, args.class_word)
+        encoded = encode_prompts(comps, [s["prompt"] for s in sample_specs] + [""], device)
+        sample_conds, uncond = encoded[:-1], encoded[-1]
+        if kind == "sdxl":  # SDXL's pipelines use zeros for an empty negative prompt (force_zeros_for_empty_prompt)
+            uncond = {k: torch.zeros_like(v) for k, v in uncond.items()}
     comps.text_encoders.clear()
     _free(device)
 
     # --- views (crop, flipped crop) and their latents ------------------------------------------
     views = []  # per instance image: [plain crop, mirrored crop (--flip)]
     for s, crop in zip(sources, crops):
-        views.append([crop, data_mod.center_crop_resize(s.image, resolution, s.original_size, flip=True)]
+        views.append([crop, data_mod.center_crop_resize(s.image, resolution, s.original_size, flip=True,
+                                                        face_box=s.face_box)]
                      if args.flip else [crop])
     class_views = [data_mod.center_crop_resize(im, resolution, (resolution, resolution)) for im in class_images]
     n_views = sum(len(v) for v in views) + len(class_views)
-    latent_px = (resolution // (2 ** (len(comps.vae.config.block_out_channels) - 1))) ** 2
+    latent_side = resolution // (2 ** (len(comps.vae.config.block_out_channels) - 1))
+    latent_px = latent_side ** 2
     cache_bytes = n_views * 2 * comps.vae.config.latent_channels * latent_px * 4
     cache = args.cache_latents == "yes" or (args.cache_latents == "auto" and cache_bytes <= LATENT_CACHE_BUDGET)
     vae_scale = comps.vae.config.scaling_factor
@@ -249,9 +265,17 @@ def _train(args, restore: list) -> dict:
     if cache:
         latents = [[encode(v) for v in vs] for vs in views]
         class_latents = [encode(v) for v in class_views]
-        comps.vae = None  # no longer needed: frees ~300 MB (SDXL) of GPU memory
+        if not samples_every:  # samples need the VAE to decode
+            comps.vae = None  # no longer needed: frees ~300 MB (SDXL) of GPU memory
         _free(device)
     phase("cache", latents=n_views if cache else 0, mode="cached" if cache else "per-step")
+
+    # --- face masks at latent resolution (instance views only; class images train unmasked) --------
+    masking = args.mask_weight < 1.0 and with_face > 0
+    masks = [[face_mask(v.face_box, resolution, latent_side, args.mask_weight).to(device)
+              if masking and v.face_box is not None else None for v in vs] for vs in views]
+    phase("masks", images=len(sources), masked=with_face if masking else 0, unmasked=len(sources) - (with_face if masking else 0),
+          mask_weight=args.mask_weight, class_images=len(class_views))
 
     # --- LoRA on the UNet ------------------------------------------------------------------------
     from peft import LoraConfig
@@ -269,6 +293,11 @@ def _train(args, restore: list) -> dict:
 
     optimizer, opt_name = _optimizer(params, args.lr, device)
     scaler = torch.cuda.amp.GradScaler() if mp == "fp16" else None
+    sampler = None
+    if samples_every:
+        sample_steps = args.sample_steps or (samples_mod.TINY_STEPS if _is_tiny(base_src) else samples_mod.DEFAULT_STEPS)
+        sampler = samples_mod.Sampler(kind, sample_specs, sample_conds, uncond, comps.vae, comps.noise_scheduler.config,
+                                      resolution, sample_steps, device, autocast)
     gen = torch.Generator().manual_seed(args.seed)  # noise, timesteps, flips: saved in checkpoints
 
     # What a checkpoint must have been trained with to be resumed (steps may change: a restart
@@ -278,7 +307,7 @@ def _train(args, restore: list) -> dict:
         "resolution": resolution, "dataset_sha256": dataset_sha, "captions": args.caption,
         "caption_model": args.caption_model if args.caption == "blip" else None, "token": args.token,
         "class_word": args.class_word, "prior_preservation": bool(args.prior_preservation),
-        "flip": bool(args.flip), "lr": args.lr, "seed": args.seed,
+        "flip": bool(args.flip), "lr": args.lr, "seed": args.seed, "mask_weight": args.mask_weight,
     }
 
     # --- resume --------------------------------------------------------------------------------
@@ -286,8 +315,8 @@ def _train(args, restore: list) -> dict:
     found = checkpoints.latest(ckpt_dir)
     if found:
         state = checkpoints.load(found[1])
-        mismatch = {k: (state["meta"].get("fingerprint", {}).get(k), v) for k, v in fingerprint.items()
-                    if state["meta"].get("fingerprint", {}).get(k) != v}
+        saved = {**LEGACY_FINGERPRINT, **state["meta"].get("fingerprint", {})}
+        mismatch = {k: (saved.get(k), v) for k, v in fingerprint.items() if saved.get(k) != v}
         if mismatch:
             detail = ", ".join(f"{k}: {a!r} vs {b!r}" for k, (a, b) in sorted(mismatch.items()))
             raise TrainerError(f"checkpoint dir {ckpt_dir} holds another run's checkpoints ({detail}); "
@@ -349,7 +378,7 @@ def _train(args, restore: list) -> dict:
         with ctx:
             pred = unet(noisy, t, encoder_hidden_states=embeds, return_dict=False, **kwargs)[0]
         pred, target = pred.float(), target.float()
-        loss = F.mse_loss(pred[:1], target[:1])
+        loss = weighted_mse(pred[:1], target[:1], masks[i][v])
         if class_views:
             loss = loss + args.prior_loss_weight * F.mse_loss(pred[1:], target[1:])
         if scaler is not None:
@@ -366,20 +395,31 @@ def _train(args, restore: list) -> dict:
         optimizer.zero_grad(set_to_none=True)
         return float(loss.detach())
 
-    def save_checkpoint(step: int) -> Path:
+    def save_checkpoint(step: int, with_samples: bool) -> Path:
+        samples = None
+        if with_samples:
+            t0 = time.time()
+            if device.type == "cuda":  # room for the VAE decode at full resolution
+                _free(device)
+            samples = (sample_specs, sampler.render(unet))
+            if device.type == "cuda":
+                _free(device)
+            emit("samples", step=step, images=len(sample_specs), seconds=f"{time.time() - t0:.2f}")
         opt_state = {"optimizer": optimizer.state_dict(), "scaler": scaler.state_dict() if scaler else None}
         path = checkpoints.save(ckpt_dir, step, {n: p for n, p in trainable}, opt_state,
                                 _get_rng(gen, device), {"fingerprint": fingerprint, "trainer_version": __version__,
                                                         "steps": total},
-                                keep=args.keep_checkpoints)
-        emit("checkpoint", step=step, path=str(path))
+                                keep=args.keep_checkpoints, write_weights=lambda d: _export(unet, kind, d),
+                                samples=samples)
+        emit("checkpoint", step=step, path=str(path), samples=str(samples is not None).lower())
         return path
 
     # --- the loop --------------------------------------------------------------------------------
     stop = {"signal": None}
     previous = _install_sigterm(stop)
     phase("train", steps=total, start=start, optimizer=opt_name, lora_params=sum(p.numel() for p in params),
-          warmup=warmup)
+          warmup=warmup, checkpoint_every=args.checkpoint_every, samples_every=samples_every,
+          sample_steps=sampler.steps if sampler else 0)
     fail_after = os.environ.get(FAIL_AFTER_STEP_ENV)
     bad_steps = 0
     train_t0 = time.time()
@@ -407,8 +447,12 @@ def _train(args, restore: list) -> dict:
                 mean = sum(win_losses) / len(win_losses) if win_losses else float("nan")
                 emit(f"step={done}/{total} loss={mean:.4f} it_s={it_s:.2f} eta_s={(total - done) / it_s:.0f}")
                 win_t0, win_step, win_losses = now, done, []
-            if done % args.checkpoint_every == 0 or (stop["signal"] and done < total):
-                save_checkpoint(done)
+            # Samples at every samples_every-th step and at the last one; each such step is a checkpoint.
+            # Not on a SIGTERM checkpoint: Spot gives ~30 s, too little for SDXL samples.
+            sample_due = bool(samples_every) and (done % samples_every == 0 or done == total)
+            preempted = bool(stop["signal"]) and done < total
+            if done % args.checkpoint_every == 0 or done == total or sample_due or preempted:
+                save_checkpoint(done, with_samples=sample_due and not preempted)
             if stop["signal"] and done < total:
                 raise Interrupted(f"stopped by SIGTERM at step {done}/{total}; checkpoint saved, "
                                   "restart to resume", 143)
@@ -438,6 +482,10 @@ def _train(args, restore: list) -> dict:
         "dataset_sha256": dataset_sha,
         "trainer_version": __version__,
         "captions": args.caption,
+        "flip": bool(args.flip),
+        "mask_weight": args.mask_weight,
+        "masked_images": with_face if masking else 0,
+        "samples_every": samples_every,
     }
     _atomic_write_text(out_dir / "avatar.json", json.dumps(meta, indent=2) + "\n")
     seconds = time.time() - t_start
@@ -445,6 +493,12 @@ def _train(args, restore: list) -> dict:
          s_per_step=f"{train_seconds / ran:.4f}" if ran else None)
     return {"output_dir": out_dir, "start_step": start, "steps": total, "seconds": seconds,
             "train_seconds": train_seconds, "captions": captions, "avatar": meta}
+
+
+def _is_tiny(base_src: str) -> bool:
+    from .tiny import is_tiny_model
+
+    return base_is_local(base_src) and is_tiny_model(base_src)
 
 
 class _nullcontext:

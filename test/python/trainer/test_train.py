@@ -19,6 +19,7 @@ PROMPT = "a photo of sks person"
 AVATAR_KEYS = {
     "schema", "name", "run_id", "base_model", "base_revision", "pipeline", "token", "class_word", "instance_prompt",
     "resolution", "rank", "steps", "dataset_sha256", "trainer_version", "captions",
+    "flip", "mask_weight", "masked_images", "samples_every",
 }
 
 
@@ -100,9 +101,9 @@ def test_log_lines_are_parseable(trained):
     kind, run, base = trained
     assert run.stderr == ""
     for ln in run.lines:
-        assert re.fullmatch(r"(phase=\w+|checkpoint|done|step=\d+/\d+)( [a-z_]+=\S+)*", ln), ln
+        assert re.fullmatch(r"(phase=\w+|checkpoint|samples|done|step=\d+/\d+)( [a-z_]+=\S+)*", ln), ln
     assert run.phase("data") == {"phase": "data", "images": "6", "captions": "none", "flip": "false",
-                                 "dataset": run.phase("data")["dataset"]}
+                                 "faces": "0", "dataset": run.phase("data")["dataset"]}
     load = run.phase("load")
     assert (load["pipeline"], load["device"], load["dtype"], load["base"]) == (kind, "cpu", "fp32", str(base))
     assert (load["revision"], load["variant"]) == ("none", "none")  # a local directory, loaded as it is
@@ -121,7 +122,8 @@ def test_checkpoints_are_complete_and_pruned(trained_sd15):
     assert dirs == ["checkpoint-000002", "checkpoint-000004"]
     for d in dirs:
         names = {p.name for p in (trained_sd15.ckpt_dir / d).iterdir()}
-        assert names == {"COMPLETE", "lora.safetensors", "optimizer.pt", "rng.pt", "state.json"}
+        # Resume state (keep 2: both keep it), the LoRA in the model's format, and the samples.
+        assert names == {"COMPLETE", "lora.safetensors", "optimizer.pt", "rng.pt", "state.json", WEIGHTS, "samples"}
         assert json.loads((trained_sd15.ckpt_dir / d / "state.json").read_text())["step"] == int(d[-6:])
 
 
@@ -159,7 +161,7 @@ def test_options_flip_prior_preservation_gradient_checkpointing_uncached(tiny_sd
                                     "--class-word", "woman", "--token", "zwx"), out, ck)
     assert run2.code == 0, run2.stderr
     assert run2.phase("class_images")["generated"] == "0"
-    assert run2.phase("resume")["step"] == "2"
+    assert run2.phase("resume")["step"] == "3"  # the last step always ends with a checkpoint
 
 
 def test_must_show_cli_sdxl_four_steps(tiny_sdxl_dir, dataset_zip, tmp_path):
