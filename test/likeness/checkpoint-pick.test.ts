@@ -180,6 +180,35 @@ describe("avatar likeness", () => {
   }, LONG);
 });
 
+describe("generate's images.json", () => {
+  it("carries each image's likeness when the avatar's photos are in the store, and none when they are not", async () => {
+    const { finishOutputs } = await import("../../src/workflows/generate-files.ts");
+    const notes: string[] = [];
+    const spinner = { update() {}, succeed: (t?: string) => notes.push(t ?? ""), fail() {}, warn() {}, stop() {} };
+    const ctx = { out: { spinner: async () => spinner, warn: (t: string) => notes.push(t), detail: (t: string) => notes.push(t) } } as never;
+    const store = { store: new LocalStore(storeDir) };
+    const dir = join(home, "generated");
+    mkdirSync(dir);
+    writeFileSync(join(dir, "01-a-1.png"), views.c.rotM12);
+    writeFileSync(join(dir, "02-b-2.png"), await noise(11));
+    const images = () => [
+      { file: join(dir, "01-a-1.png"), prompt: "a", seed: 1, nsfw: false },
+      { file: join(dir, "02-b-2.png"), prompt: "b", seed: 2, nsfw: false },
+    ];
+    await finishOutputs(ctx, NAME, dir, images(), false, store);
+    const written = JSON.parse(readFileSync(join(dir, "images.json"), "utf8"));
+    expect(written.images[0]).toMatchObject({ file: "01-a-1.png", face: true });
+    expect(written.images[0].likeness).toBeGreaterThan(0.95);
+    expect(written.images[1]).toMatchObject({ file: "02-b-2.png", face: false, likeness: null });
+    expect(notes.at(-1)).toMatch(/Likeness to cleo's photos: 0\.9\d–0\.9\d, faces in 1 of 2 images/);
+
+    await finishOutputs(ctx, "nobody", dir, images(), false, store);
+    const without = JSON.parse(readFileSync(join(dir, "images.json"), "utf8"));
+    expect(without.images[0]).not.toHaveProperty("likeness");
+    expect(notes.at(-1)).toMatch(/nobody has no photos in the store/);
+  }, LONG);
+});
+
 describe("register --checkpoint on the vertex backend (GCS emulator + Vertex fake)", () => {
   const BUCKET = "avatar-pick-vx";
   let world: VertexWorld;
