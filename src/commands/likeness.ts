@@ -1,4 +1,5 @@
 import { defineCommand } from "./spec.ts";
+import { table } from "../ui/format.ts";
 
 export const likenessCommand = defineCommand({
   name: "likeness",
@@ -13,7 +14,6 @@ export const likenessCommand = defineCommand({
   async run(ctx, { args }) {
     const [source, ...images] = args as [string, ...string[]];
     const { likenessOfImages } = await import("../workflows/likeness.ts");
-    const { table } = await import("../ui/format.ts");
     const result = await likenessOfImages(ctx, { source, images });
     const rows = result.images.map((i) => [i.likeness === null ? "–" : i.likeness.toFixed(2), i.face ? (i.faces > 1 ? `face (largest of ${i.faces})` : "face") : "no face", i.file.split(/[\\/]/).at(-1)!]);
     const from = result.source.kind === "avatar" ? `${result.source.name}'s training photos (${result.source.uri})` : result.source.uri;
