@@ -119,6 +119,7 @@ export async function runDemo(ctx: Context, backend: Backend, input: DemoInput):
           format: "jpeg",
           outDir: join(ctx.cwd, "avatars"),
           contactSheet: true,
+          likeness: false, // the tiny model draws noise and the demo's selfies are drawn: nothing to score
         }),
       (g) => `Generated ${g.images.length} images and a contact sheet in ${g.dir}`,
     );
