@@ -10,6 +10,8 @@ export const runCheckpointKey = (name: string, runId: string) => checkStoreKey(`
  * that checkpoint's weights + avatar.json (+ handler files). Not under model/ (which keeps the last
  * step's weights) and not a name that starts with "model" (a folder URI is also a prefix).
  */
+/** register's likeness scores of the run's samples, by content (a cache: re-registering is instant). */
+export const runScoresKey = (name: string, runId: string) => checkStoreKey(`${name}/runs/${runId}/likeness-scores.json`);
 export const runStepModelKey = (name: string, runId: string, step: number) => checkStoreKey(`${name}/runs/${runId}/step-${String(step).padStart(6, "0")}`);
 /** The trainer's log, relative to the run folder (the job's baseOutputDirectory). */
 export const RUN_LOG = "logs/trainer.log";

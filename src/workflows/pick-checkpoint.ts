@@ -7,7 +7,7 @@ import type { Backend, PlannedRequest } from "../backends/backend.ts";
 import type { Context } from "../context.ts";
 import { pickCheckpoint, type CheckpointChoice, type CheckpointRow, type Pick, type SampleScore } from "../core/checkpoint-pick.ts";
 import { AvatarError } from "../core/errors.ts";
-import { MODEL_FILES, runModelKey, runStepModelKey, type AvatarManifest, type ManifestLikeness } from "../core/run-keys.ts";
+import { MODEL_FILES, runModelKey, runScoresKey, runStepModelKey, type AvatarManifest, type ManifestLikeness } from "../core/run-keys.ts";
 import { listCheckpoints, scoreCheckpoints } from "./checkpoint-scores.ts";
 
 export interface CheckpointPickResult {
@@ -52,7 +52,7 @@ export async function pickRunCheckpoint(ctx: Context, backend: Backend, input: {
       hint: `Steps with weights: ${steps.join(", ")}. Pass one of them, \`last\` or \`auto\` to --checkpoint.`,
     });
   }
-  const scores = await scoreCheckpoints(ctx, backend, name, checkpoints.filter((c) => c.weights || c.step === lastStep), manifest.dataset_sha256);
+  const scores = await scoreCheckpoints(ctx, backend, name, checkpoints.filter((c) => c.weights || c.step === lastStep), manifest.dataset_sha256, runScoresKey(name, runId));
   let pick = pickCheckpoint(scores.rows, steps, choice);
   if (scores.unscored && choice.kind === "auto" && !pick.noFaces) {
     pick = { ...pickCheckpoint(scores.rows, steps, { kind: "last" }), choice: "auto", reason: `Cannot compare likeness (${scores.unscored}): keeping the last checkpoint.` };

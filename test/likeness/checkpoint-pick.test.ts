@@ -78,6 +78,7 @@ beforeAll(async () => {
 afterAll(() => rmSync(home, { recursive: true, force: true }));
 
 const runDir = (run: string) => join(storeDir, "avatar", NAME, "runs", run);
+let firstRows: unknown[];
 
 describe("register --checkpoint auto (local store)", () => {
   it("registers the checkpoint whose samples are the training person, flags near-copies, prints the table", async () => {
@@ -93,6 +94,10 @@ describe("register --checkpoint auto (local store)", () => {
     expect(row(100).faces).toBe(2);
     for (const step of [100, 300, 400]) expect(row(step).score).toBeLessThan(row(200).score - 0.2);
     expect(cp.references).toMatchObject({ photos: 4, faces: 4 });
+    firstRows = cp.rows;
+    // Scores are kept by sample content (15 distinct samples: step 300 repeats one of step 200's).
+    const cache = JSON.parse(readFileSync(join(runDir(RUN), "likeness-scores.json"), "utf8"));
+    expect(Object.keys(cache.samples)).toHaveLength(15);
 
     // The pick has its own model folder; model/ keeps the last step's weights.
     expect(data.artifactUri).toMatch(new RegExp(`/runs/${RUN}/step-000200$`));
@@ -107,6 +112,8 @@ describe("register --checkpoint auto (local store)", () => {
 
   it("--checkpoint last registers model/ as a second version; --checkpoint 200 returns the first", async () => {
     const last = ok(await cli(["register", "--name", NAME, "--run", RUN, "--checkpoint", "last", "--json"]));
+    expect(last.checkpoint.rows).toEqual(firstRows); // from the kept scores
+    expect(last.checkpoint.references).toMatchObject({ photos: 4, faces: 4 });
     expect(last).toMatchObject({ created: true, version: { versionId: "2", labels: { "avatar-checkpoint": "400" } }, checkpoint: { step: 400, choice: "last" } });
     expect(last.artifactUri).toMatch(/\/model$/);
     const manifest = JSON.parse(readFileSync(join(runDir(RUN), "model", "avatar.json"), "utf8"));
