@@ -71,7 +71,8 @@ export const trainCommand = defineCommand({
       // Refuse what cannot train here before minutes of photo work and an upload.
       const resolved = resolveBase(base, ctx.cwd);
       await checkTrainable(ctx, backend, resolved, options.force === true);
-      const { classWord } = await resolveClassWord(ctx, backend, name, choices.classWord);
+      const { classWord, source } = await resolveClassWord(ctx, backend, name, choices.classWord);
+      if (source === "remembered") ctx.out.detail(`class word "${classWord}" from ${name}'s earlier runs (--class-word changes it)`);
       // What it will cost, asked before anything is uploaded or launched (vertex only).
       const { confirmCost, trainingCost } = await import("../workflows/costs.ts");
       const photos = choices.steps === undefined ? await photoCountHint(resolve(ctx.cwd, args[0]!), options.recursive === true) : undefined;

@@ -85,7 +85,8 @@ describe("cost before every paid action", () => {
   }, LONG);
 
   it("on a terminal, answering no to the training question uploads and launches nothing (exit 2)", async () => {
-    const r = await onTerminal(trainArgs("tty"), /Train tty \(≈ \$/, "n\r");
+    // --class-word: the first train of an avatar on a terminal would ask for it before the cost.
+    const r = await onTerminal([...trainArgs("tty"), "--class-word", "person"], /Train tty \(≈ \$/, "n\r");
     expect(r.asked, r.stderr).toBe(true);
     expect(r.code, r.stderr).toBe(2);
     expect(r.stderr).toMatch(/Train tty: not confirmed, so nothing was started or changed/);

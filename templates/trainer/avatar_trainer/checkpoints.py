@@ -81,7 +81,7 @@ def save(root: Path, step: int, lora_state: dict, optimizer_state: dict, rng_sta
     if write_weights is not None:
         write_weights(path)
     if samples is not None:
-        _write_samples(path / "samples", step, *samples)
+        write_samples(path / "samples", step, *samples)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in lora_state.items()}
     _atomic_write(path / "lora.safetensors", lambda p: save_file(tensors, str(p)))
     _atomic_write(path / "optimizer.pt", lambda p: torch.save(optimizer_state, p))
@@ -115,7 +115,8 @@ def prune(path: Path) -> None:
             pass
 
 
-def _write_samples(folder: Path, step: int, entries: list[dict], images: list) -> None:
+def write_samples(folder: Path, step: int, entries: list[dict], images: list) -> None:
+    """samples/: the PNGs, then samples.json last (a reader that finds it finds every image)."""
     import io
 
     folder.mkdir(parents=True, exist_ok=True)

@@ -54,8 +54,9 @@ class Sampler:
         self.resolution, self.steps, self.device, self.autocast = resolution, steps, device, autocast
         self.guidance = GUIDANCE[kind]
 
-    def render(self, unet) -> list:
-        """PIL images, one per spec, in order."""
+    def render(self, unet, stop=lambda: False) -> list | None:
+        """PIL images, one per spec, in order; None when `stop()` turns true on the way (SIGTERM:
+        Spot gives ~30 s, and a user's Ctrl-C should not wait for four images)."""
         import torch
 
         cpu_rng = torch.get_rng_state()
@@ -64,14 +65,20 @@ class Sampler:
         unet.eval()
         try:
             with torch.no_grad():
-                return [self._one(unet, spec, cond) for spec, cond in zip(self.specs, self.conds)]
+                images = []
+                for spec, cond in zip(self.specs, self.conds):
+                    image = self._one(unet, spec, cond, stop)
+                    if image is None:
+                        return None
+                    images.append(image)
+                return images
         finally:
             unet.train(was_training)
             torch.set_rng_state(cpu_rng)
             if cuda_rng is not None:
                 torch.cuda.set_rng_state_all(cuda_rng)
 
-    def _one(self, unet, spec: dict, cond: dict):
+    def _one(self, unet, spec: dict, cond: dict, stop):
         import numpy as np
         import torch
         from diffusers import DPMSolverMultistepScheduler
@@ -93,6 +100,8 @@ class Sampler:
             kwargs["added_cond_kwargs"] = {"text_embeds": torch.cat([self.uncond["pooled"], cond["pooled"]]).to(dev),
                                            "time_ids": torch.cat([ids, ids]).to(dev)}
         for t in sched.timesteps:
+            if stop():
+                return None
             inp = sched.scale_model_input(torch.cat([x, x]), t)
             if self.autocast:
                 with self.autocast():

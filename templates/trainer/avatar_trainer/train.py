@@ -395,16 +395,23 @@ def _train(args, restore: list) -> dict:
         optimizer.zero_grad(set_to_none=True)
         return float(loss.detach())
 
-    def save_checkpoint(step: int, with_samples: bool) -> Path:
-        samples = None
-        if with_samples:
-            t0 = time.time()
-            if device.type == "cuda":  # room for the VAE decode at full resolution
-                _free(device)
-            samples = (sample_specs, sampler.render(unet))
-            if device.type == "cuda":
-                _free(device)
-            emit("samples", step=step, images=len(sample_specs), seconds=f"{time.time() - t0:.2f}")
+    def render_samples(step: int):
+        """(specs, images), or None when a SIGTERM stopped the rendering."""
+        t0 = time.time()
+        if device.type == "cuda":  # room for the VAE decode at full resolution
+            _free(device)
+        images = sampler.render(unet, stop=lambda: bool(stop["signal"]))
+        if device.type == "cuda":
+            _free(device)
+        if images is None:
+            emit("samples", step=step, images=0, skipped="sigterm", seconds=f"{time.time() - t0:.2f}")
+            return None
+        emit("samples", step=step, images=len(images), seconds=f"{time.time() - t0:.2f}")
+        return sample_specs, images
+
+    def save_checkpoint(step: int, with_samples: bool) -> bool:
+        """Write checkpoint `step`; True when it has samples."""
+        samples = render_samples(step) if with_samples else None
         opt_state = {"optimizer": optimizer.state_dict(), "scaler": scaler.state_dict() if scaler else None}
         path = checkpoints.save(ckpt_dir, step, {n: p for n, p in trainable}, opt_state,
                                 _get_rng(gen, device), {"fingerprint": fingerprint, "trainer_version": __version__,
@@ -412,7 +419,7 @@ def _train(args, restore: list) -> dict:
                                 keep=args.keep_checkpoints, write_weights=lambda d: _export(unet, kind, d),
                                 samples=samples)
         emit("checkpoint", step=step, path=str(path), samples=str(samples is not None).lower())
-        return path
+        return samples is not None
 
     # --- the loop --------------------------------------------------------------------------------
     stop = {"signal": None}
@@ -452,12 +459,22 @@ def _train(args, restore: list) -> dict:
             sample_due = bool(samples_every) and (done % samples_every == 0 or done == total)
             preempted = bool(stop["signal"]) and done < total
             if done % args.checkpoint_every == 0 or done == total or sample_due or preempted:
-                save_checkpoint(done, with_samples=sample_due and not preempted)
+                sampled = save_checkpoint(done, with_samples=sample_due and not preempted)
+                if done == total and sample_due and not sampled:  # SIGTERM during the last samples
+                    raise Interrupted(f"stopped by SIGTERM while rendering the samples of step {done}; "
+                                      "checkpoint saved, restart to finish", 143)
             if stop["signal"] and done < total:
                 raise Interrupted(f"stopped by SIGTERM at step {done}/{total}; checkpoint saved, "
                                   "restart to resume", 143)
             if fail_after and done == int(fail_after):
                 raise TrainerError(f"{FAIL_AFTER_STEP_ENV}={fail_after}: simulated failure after step {done}")
+        # Resumed at the last step whose samples a SIGTERM cut short: render them into that checkpoint.
+        last = checkpoints.checkpoint_path(ckpt_dir, total)
+        if sampler and start == total and not (last / samples_mod.SAMPLES_DIR / samples_mod.MANIFEST).is_file():
+            rendered = render_samples(total)
+            if rendered is None:
+                raise Interrupted(f"stopped by SIGTERM while rendering the samples of step {total}; restart to finish", 143)
+            checkpoints.write_samples(last / samples_mod.SAMPLES_DIR, total, *rendered)
     finally:
         _restore_sigterm(previous)
     train_seconds = time.time() - train_t0

@@ -142,6 +142,10 @@ REQUIRED = ["--dataset", "d.zip", "--base", "some/model", "--output-dir", "o", "
     REQUIRED + ["--mixed-precision", "fp8"],
     REQUIRED + ["--token", "two words"],
     REQUIRED + ["--dataset-sha256", "xyz"],
+    REQUIRED + ["--mask-weight", "1.5"],
+    REQUIRED + ["--mask-weight", "-0.1"],
+    REQUIRED + ["--samples-every", "-1"],
+    REQUIRED + ["--sample-steps", "0"],
 ])
 def test_bad_arguments_exit_2(argv, capsys):
     with pytest.raises(SystemExit) as e:

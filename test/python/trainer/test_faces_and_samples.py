@@ -284,3 +284,58 @@ def test_sdxl_checkpoints_follow_contract_b(tiny_sdxl_dir, faces_dataset, tmp_pa
         _assert_contract_b(tmp_path / "ckpt" / f"checkpoint-{step:06d}", step)
     assert run.phase("masks")["masked"] == "6"
     assert (tmp_path / "ckpt" / "checkpoint-000003" / WEIGHTS).read_bytes() == (run.out_dir / WEIGHTS).read_bytes()
+
+
+def test_sampler_restores_train_mode_and_rng_and_stops_on_request(tiny_sd15_dir):
+    from avatar_trainer.model import encode_prompts, load_components
+    from avatar_trainer.samples import Sampler, sample_specs
+
+    cpu = torch.device("cpu")
+    comps = load_components(str(tiny_sd15_dir), "sd15", None, cpu, torch.float32, torch.float32)
+    specs = sample_specs("sks", "woman")
+    assert [s["prompt"] for s in specs][0] == "a close-up portrait photo of sks woman, looking at the camera, natural light"
+    encoded = encode_prompts(comps, [s["prompt"] for s in specs] + [""], cpu)
+    sampler = Sampler("sd15", specs, encoded[:-1], encoded[-1], comps.vae, comps.noise_scheduler.config, 64, 2, cpu, None)
+    comps.unet.train()
+    torch.manual_seed(5)
+    before = torch.get_rng_state()
+    images = sampler.render(comps.unet)
+    assert comps.unet.training and torch.equal(torch.get_rng_state(), before)
+    assert [im.size for im in images] == [(64, 64)] * 4
+    assert images[0].tobytes() == sampler.render(comps.unet)[0].tobytes()  # fixed seeds: the same image
+    assert images[0].tobytes() != images[1].tobytes()
+    calls = []
+    assert sampler.render(comps.unet, stop=lambda: calls.append(1) or len(calls) > 3) is None  # SIGTERM mid-way
+    assert comps.unet.training and torch.equal(torch.get_rng_state(), before)
+
+
+def test_sigterm_during_the_last_samples_is_finished_by_the_restart(tiny_sd15_dir, faces_dataset, tmp_path,
+                                                                     monkeypatch):
+    """The last step always ends with a sampled checkpoint, even when Spot stops the VM mid-render."""
+    import os
+    import signal
+
+    from avatar_trainer.samples import Sampler
+
+    original = Sampler.render
+
+    def render_then_sigterm(self, unet, stop=lambda: False):
+        os.kill(os.getpid(), signal.SIGTERM)  # the trainer's handler only sets its stop flag
+        return original(self, unet, stop)
+
+    argv = _argv(tiny_sd15_dir, faces_dataset, tmp_path)
+    argv[argv.index("--steps") + 1] = "2"
+    monkeypatch.setattr(Sampler, "render", render_then_sigterm)
+    first = run_inprocess(argv, tmp_path / "model", tmp_path / "ckpt")
+    assert first.code == 143, first.stderr
+    assert "while rendering the samples of step 2" in first.stderr
+    last = tmp_path / "ckpt" / "checkpoint-000002"
+    assert (last / "COMPLETE").is_file() and not (last / "samples").exists()
+    assert not (tmp_path / "model" / "avatar.json").exists()
+
+    monkeypatch.setattr(Sampler, "render", original)
+    second = run_inprocess(argv, tmp_path / "model", tmp_path / "ckpt")
+    assert second.code == 0, second.stderr
+    assert second.phase("resume")["step"] == "2" and second.step_lines() == []
+    _assert_contract_b(last, 2)
+    assert (last / WEIGHTS).read_bytes() == (tmp_path / "model" / WEIGHTS).read_bytes()
