@@ -147,3 +147,35 @@ describe("faceThumbnail", () => {
     expect(() => faceThumbnail(rgb, width, height, [50, 30, 60, 40], 0)).toThrow(/outside/);
   });
 });
+
+describe("readZipEntries", () => {
+  it("reads the streamed dataset zip (sizes only in the central directory) and refuses a broken one with exit 2", async () => {
+    const { mkdtempSync, writeFileSync, rmSync } = await import("node:fs");
+    const { tmpdir } = await import("node:os");
+    const { join } = await import("node:path");
+    const { createHash } = await import("node:crypto");
+    const { buffer } = await import("node:stream/consumers");
+    const { datasetZip } = await import("../../src/workflows/zip.ts");
+    const { readZipEntries } = await import("../../src/workflows/zip-read.ts");
+    const dir = mkdtempSync(join(tmpdir(), "avatar-zip-read-"));
+    try {
+      const files = [["0001.jpg", "first photo"], ["faces.json", '{"schema":1,"images":{}}']] as const;
+      const images = files.map(([entry, data]) => {
+        writeFileSync(join(dir, entry), data);
+        return { entry, file: join(dir, entry), sha256: createHash("sha256").update(data).digest("hex") };
+      });
+      const zip = await buffer(datasetZip(images));
+      expect(readZipEntries(zip, "test.zip").map((e) => [e.name, e.data.toString()])).toEqual(files.map(([n, d]) => [n, d]));
+      expect(() => readZipEntries(zip.subarray(0, zip.length - 30), "cut.zip")).toThrow(/cut\.zip is not a readable zip/);
+      let exitCode: number | undefined;
+      try {
+        readZipEntries(Buffer.from("not a zip at all, just some text"), "text.zip");
+      } catch (error) {
+        exitCode = (error as { exitCode?: number }).exitCode;
+      }
+      expect(exitCode).toBe(2);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
