@@ -59,7 +59,7 @@ function upload(emulator, folder, bucket) {
   const result = spawnSync(
     process.execPath,
     ["--import", pathToFileURL(rssHook).href, join(root, "bin", "avatar.js"), "upload", folder, "--name", "bench", "--json", "--backend", "vertex", "--project", "avatar-test", "--bucket", bucket],
-    { env: { PATH: process.env.PATH, HOME: cache, NO_COLOR: "1", AVATAR_GCS_ENDPOINT: emulator.endpoint, AVATAR_BENCH_RSS_FILE: rssFile }, encoding: "utf8", timeout: 300_000, maxBuffer: 64 * MB },
+    { env: { PATH: process.env.PATH, HOME: cache, NO_COLOR: "1", AVATAR_FACE_CHECK: "0" /* colour fields, no faces: face work is bench/faces.mjs */, AVATAR_GCS_ENDPOINT: emulator.endpoint, AVATAR_BENCH_RSS_FILE: rssFile }, encoding: "utf8", timeout: 300_000, maxBuffer: 64 * MB },
   );
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   if (result.status !== 0) throw new Error(`avatar upload exited ${result.status}: ${result.stdout}${result.stderr}`);

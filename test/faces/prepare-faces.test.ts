@@ -12,7 +12,7 @@ import { AvatarError } from "../../src/core/errors.ts";
 import { prepareDataset, type FileReport, type PreparedDataset } from "../../src/workflows/prepare.ts";
 import { datasetZip } from "../../src/workflows/zip.ts";
 import { cleanEnv, runCli } from "../support/cli.ts";
-import { noisePhoto, PEOPLE, personPhotos, regionPhoto, TWO_PEOPLE } from "../support/faces.ts";
+import { noisePhoto, PEOPLE, personPhotos, regionPhoto, samplePhoto, TWO_PEOPLE } from "../support/faces.ts";
 import { scratchDir, testCtx } from "../dataset/helpers.ts";
 
 const work = scratchDir("avatar-faces-");
@@ -27,7 +27,7 @@ beforeAll(async () => {
   mkdirSync(mixed);
   const mine = await personPhotos();
   mine.forEach((photo, i) => writeFileSync(join(mixed, `me-${i}.jpg`), photo));
-  writeFileSync(join(mixed, "friend.jpg"), await regionPhoto(PEOPLE.d));
+  writeFileSync(join(mixed, "friend.jpg"), await regionPhoto(PEOPLE.c));
   writeFileSync(join(mixed, "noise.jpg"), await noisePhoto());
   writeFileSync(join(mixed, "couple.jpg"), await regionPhoto(TWO_PEOPLE));
   prepared = await prepareDataset(testCtx(work.dir), { dir: mixed, faceCheck: true, baseResolution: 512 });
@@ -126,7 +126,7 @@ describe("prepare with face checks", () => {
 });
 
 describe("too few usable photos", () => {
-  it("face-too-small, blurry and no-face: the exit-2 error carries every file's reason", async () => {
+  it("face-too-small, blurry, no-face and multi-face on a group photo: the exit-2 error carries every file's reason", async () => {
     const dir = join(work.dir, "weak");
     mkdirSync(dir);
     const [sharpPhoto] = await personPhotos(PEOPLE.b);
@@ -134,12 +134,13 @@ describe("too few usable photos", () => {
     writeFileSync(join(dir, "blurred.jpg"), await sharp(sharpPhoto!).blur(6).jpeg().toBuffer());
     writeFileSync(join(dir, "small-face.jpg"), await regionPhoto(PEOPLE.c, 1)); // 560 px photo: at most a 560 px crop
     writeFileSync(join(dir, "noise.jpg"), await noisePhoto(800, 800));
+    writeFileSync(join(dir, "group.jpg"), readFileSync(samplePhoto(4))); // four friends on a sofa
     const error = await prepareDataset(testCtx(work.dir), { dir, faceCheck: true, baseResolution: 1024 }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(AvatarError);
     expect((error as AvatarError).message).toMatch(/Only 1 usable photo/);
     const files = (error as AvatarError).details!.files as FileReport[];
     const codes = Object.fromEntries(files.map((f) => [f.path, f.code ?? f.status]));
-    expect(codes).toEqual({ "blurred.jpg": "blurry", "good.jpg": "kept", "noise.jpg": "no-face", "small-face.jpg": "face-too-small" });
+    expect(codes).toEqual({ "blurred.jpg": "blurry", "good.jpg": "kept", "group.jpg": "multi-face", "noise.jpg": "no-face", "small-face.jpg": "face-too-small" });
     expect(files.find((f) => f.path === "small-face.jpg")!.reason).toMatch(/1024 px/);
   });
 });

@@ -114,6 +114,23 @@ describe("identityOutliers", () => {
     expect(Math.min(...verdict.similarity.filter((_, i) => i !== 2))).toBeGreaterThanOrEqual(verdict.threshold);
   });
 
+  // Vectors at a chosen cosine to the x axis, each off in a direction of its own (10 dimensions).
+  const at = (cos: number, axis: number) => normalizeEmbedding(Array.from({ length: 10 }, (_, i) => (i === 0 ? cos : i === axis ? Math.sqrt(1 - cos * cos) : 0)));
+  const tight = [0.97, 0.98, 0.99, 0.975, 0.985, 0.97, 0.99].map((cos, k) => at(cos, k + 1));
+  const loose = [0.86, 0.88, 0.9, 0.92, 0.93, 0.89, 0.91].map((cos, k) => at(cos, k + 1));
+
+  it.each([
+    ["a tight set keeps a 0.94 photo (the ceiling: 0.93 and up is the same person)", tight, 0.94, false],
+    ["a tight set drops a 0.90 photo", tight, 0.9, true],
+    ["a loose set keeps a photo as far off as its loosest member", loose, 0.86, false],
+    ["a loose set drops a 0.72 photo (the floor)", loose, 0.72, true],
+  ])("%s", (_, set, odd, flagged) => {
+    const verdict = identityOutliers([...set, at(odd, 9)]);
+    expect(verdict.threshold).toBeLessThanOrEqual(FACE_RULES.identityCeiling);
+    expect(verdict.threshold).toBeGreaterThanOrEqual(FACE_RULES.identityFloor);
+    expect(verdict.outliers).toEqual(flagged ? [set.length] : []);
+  });
+
   it("flags nothing in a consistent set", () => {
     expect(identityOutliers([1, 2, 3, 4, 5].map(person)).outliers).toEqual([]);
   });

@@ -53,9 +53,21 @@ async function load(): Promise<FaceApi> {
   await faceapi.tf.ready();
   await Promise.all([
     faceapi.nets.tinyFaceDetector.loadFromDisk(modelDir),
-    faceapi.nets.ssdMobilenetv1.loadFromDisk(modelDir),
     faceapi.nets.faceLandmark68Net.loadFromDisk(modelDir),
     faceapi.nets.faceRecognitionNet.loadFromDisk(modelDir),
   ]);
+  modelDirectory = modelDir;
   return faceapi;
+}
+
+let modelDirectory = "";
+let ssdLoading: Promise<void> | undefined;
+
+/** The SSD detector (5.4 MB of weights) loads on first use: most runs never need it. */
+export function loadAccurateDetector(faceapi: FaceApi): Promise<void> {
+  ssdLoading ??= faceapi.nets.ssdMobilenetv1.loadFromDisk(modelDirectory).catch((error: unknown) => {
+    ssdLoading = undefined;
+    throw error;
+  });
+  return ssdLoading;
 }
