@@ -28,8 +28,8 @@ export const TIE_MARGIN = 0.02;
  * photo's face *and* the face regions' perceptual hashes are within NEAR_COPY_HASH_BITS of 64 bits.
  * Either alone is not enough: a good likeness is close in embedding but differs in pose, light and
  * background; two different faces in the same framing can share a coarse hash. Measured: a
- * re-encoded or re-lit copy is 0-3 bits away, a 6° rotation of it 7-14, mirrored 19-25, another
- * photo 20-40.
+ * re-encoded or re-lit copy is 0-3 bits away, a 6° rotation of it 2-15 (depending on the detector's
+ * box), a 12° one 10-16, mirrored 18-26, another photo 20-40.
  */
 export const NEAR_COPY_SIMILARITY = 0.95;
 export const NEAR_COPY_HASH_BITS = 8;

@@ -33,9 +33,9 @@ try {
   const sha = await putDataset(store, "bench", training);
   const checkpoints = {
     200: [b.plain, b.mirror, await noise(1, 512), c.rotM12],
-    400: [c.rotM6, d.mirror, c.warm, await noise(2, 512)],
-    600: [c.mirror, c.rotM6, c.rotM12, c.warm],
-    800: [d.zoomOut, c.mirror, b.rotM6, c.rotM6],
+    400: [c.mirrorRot, d.mirror, c.mirrorWarm, await noise(2, 512)],
+    600: [c.mirror, c.mirrorRot, c.mirrorWarm, c.mirrorZoom],
+    800: [d.zoomOut, c.mirror, b.rotM6, c.rotM12],
     1000: [c.plain, c.bright, c.zoomOut, c.mirror],
   };
   await putRun(store, { name: "bench", runId: "20261201-090000", datasetSha256: sha, checkpoints });

@@ -66,7 +66,7 @@ beforeAll(async () => {
   const sha = await putDataset(store, NAME, TRAINING_VIEWS.map((v) => c[v]));
   checkpoints = {
     100: [await noise(1), await noise(2), b.plain, b.rotM6], // someone else, faces lost
-    200: [c.rotM6, c.mirror, c.rotM12, c.warm], // the training person, new views
+    200: [c.mirror, c.mirrorRot, c.mirrorWarm, c.mirrorZoom], // the training person, new views
     300: [d.zoomOut, d.mirror, b.bright, c.rotM12], // mostly other people
     400: [c.plain, c.bright, c.zoomOut, await noise(3)], // copies of training photos: overfit
   };
@@ -95,9 +95,9 @@ describe("register --checkpoint auto (local store)", () => {
     for (const step of [100, 300, 400]) expect(row(step).score).toBeLessThan(row(200).score - 0.2);
     expect(cp.references).toMatchObject({ photos: 4, faces: 4 });
     firstRows = cp.rows;
-    // Scores are kept by sample content (15 distinct samples: step 300 repeats one of step 200's).
+    // Scores are kept by sample content (16 distinct samples).
     const cache = JSON.parse(readFileSync(join(runDir(RUN), "likeness-scores.json"), "utf8"));
-    expect(Object.keys(cache.samples)).toHaveLength(15);
+    expect(Object.keys(cache.samples)).toHaveLength(16);
 
     // The pick has its own model folder; model/ keeps the last step's weights.
     expect(data.artifactUri).toMatch(new RegExp(`/runs/${RUN}/step-000200$`));

@@ -16,8 +16,9 @@ export type Person = keyof typeof PEOPLE;
 
 /**
  * Views of one person's crop, 512 px. Measured against a set of plain/bright/rotP6/zoomOut of the
- * same crop (see core/checkpoint-pick.ts): the other views score 0.97-0.99 and are 14-23 hash bits
- * away (new views, not copies); the four set views themselves are copies (0-3 bits).
+ * same crop (see core/checkpoint-pick.ts): the mirrored views score 0.97-0.99 and are 19-26 hash
+ * bits away (new views, not copies); the four set views themselves are copies (0-2 bits), and so
+ * are rotM6 and warm (2-3 bits: a 6° turn of a training photo); rotM12 is 10 bits away.
  */
 export async function personViews(person: Person) {
   const base = await (await cropRegion(PEOPLE[person])).png().toBuffer();
@@ -33,6 +34,9 @@ export async function personViews(person: Person) {
     rotM12: await at512(sharp(base).rotate(-12, { background: "#808080" })),
     mirror: await at512(sharp(base).flop()),
     warm: await at512(sharp(base).rotate(-6, { background: "#808080" }).tint({ r: 255, g: 220, b: 180 })),
+    mirrorRot: await at512(sharp(base).flop().rotate(8, { background: "#556677" })),
+    mirrorWarm: await at512(sharp(base).flop().rotate(-10, { background: "#334455" }).tint({ r: 255, g: 225, b: 190 })),
+    mirrorZoom: await at512(sharp(await sharp(base).flop().extend({ top: pad, bottom: pad, left: pad, right: pad, background: "#99aa88" }).png().toBuffer())),
   };
 }
 
