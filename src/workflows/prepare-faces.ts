@@ -7,6 +7,7 @@ import { chooseCrop, minFaceSide, framingRect, type Crop, type Framing } from ".
 import { exposureNote, FACE_RULES, faceCountProblem, laplacianVariance, meanValue, poseOf, type PoseMeasure } from "../core/face-checks.ts";
 import type { FaceBox } from "../core/faces.ts";
 import { DATASET_RULES, type SkipCode, type SkipDetails } from "../core/dataset.ts";
+import { AvatarError } from "../core/errors.ts";
 import type { FaceModel } from "./faces/index.ts";
 
 type Sharp = typeof import("sharp").default;
@@ -61,7 +62,14 @@ export async function prepareFace(job: FaceJob): Promise<FaceOutcome> {
   if (job.hasAlpha) small = small.flatten({ background: "#ffffff" });
   const decoded = await small.removeAlpha().toColourspace("srgb").raw().toBuffer({ resolveWithObject: true });
   const scale = width / decoded.info.width;
-  const faces = await job.model.detect({ data: new Uint8Array(decoded.data.buffer, decoded.data.byteOffset, decoded.data.length), width: decoded.info.width, height: decoded.info.height }, { detector: "auto" });
+  const faces = await job.model
+    .detect({ data: new Uint8Array(decoded.data.buffer, decoded.data.byteOffset, decoded.data.length), width: decoded.info.width, height: decoded.info.height }, { detector: "auto" })
+    .catch((error: unknown) => {
+      throw new AvatarError("INTERNAL", `Face detection failed: ${error instanceof Error ? error.message : String(error)}`, {
+        cause: error,
+        hint: "Run again with --verbose and report it; --no-face-check prepares the photos without face checks.",
+      });
+    });
   const count = faceCountProblem(faces);
   if (count) return { skip: count, details: { faces: faces.length }, face: { faces: faces.length } };
 

@@ -10,34 +10,13 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { availableParallelism, tmpdir } from "node:os";
 import { isAbsolute, join, relative, resolve } from "node:path";
 import type { Context } from "../context.ts";
-import {
-  comparePaths,
-  countVerdict,
-  datasetHash,
-  DECODABLE_FORMATS,
-  DATASET_RULES,
-  differenceHash,
-  dimensionProblem,
-  HEIC_HINT,
-  orientedSize,
-  selectImages,
-  skipReason,
-  SNIFF_BYTES,
-  sniffFormat,
-  validateSizes,
-  type Candidate,
-  type SkipCode,
-  type SkipDetails,
-  type SniffedFormat,
-} from "../core/dataset.ts";
+import { comparePaths, countVerdict, datasetHash, DATASET_RULES, HEIC_HINT, selectImages, skipReason, validateSizes } from "../core/dataset.ts";
 import { AvatarError, badInput } from "../core/errors.ts";
-import { identityOutliers, summarizeFaceSet, type FaceSetSummary, type PoseMeasure } from "../core/face-checks.ts";
+import { identityOutliers, summarizeFaceSet, type FaceSetSummary } from "../core/face-checks.ts";
 import { FACES_ENTRY, facesManifest } from "../core/face-manifest.ts";
-import type { FaceBox } from "../core/faces.ts";
-import type { FaceModel } from "./faces/index.ts";
-import { prepareFace, type FaceOutcome } from "./prepare-faces.ts";
-import { isInside, readRegular, resolveFolder, scan, Scratch, skipped, writeOut, type FileReport, type Found, type Scratches } from "./prepare-files.ts";
+import { isInside, resolveFolder, scan, Scratch, writeOut, type FileReport, type Scratches } from "./prepare-files.ts";
 import { MemoryPacer } from "./prepare-memory.ts";
+import { processOne, type FaceSettings, type Processed } from "./prepare-photo.ts";
 
 export type { FileReport } from "./prepare-files.ts";
 
@@ -109,143 +88,7 @@ export interface PreparedDataset {
   dispose(): Promise<void>;
 }
 
-type Sharp = typeof import("sharp").default;
-
-interface FaceSettings {
-  model: FaceModel;
-  resolution: number;
-}
-
-interface Faced {
-  embedding: Float32Array;
-  pose?: PoseMeasure;
-  entryBox: FaceBox;
-  width: number;
-  height: number;
-}
-
-interface Processed {
-  report: FileReport;
-  candidate?: Candidate & { file: string; bytes: number };
-  faced?: Faced;
-}
-
 const interrupted = () => new AvatarError("INTERRUPTED", "Interrupted.");
-
-// ---- read, check, normalise, hash --------------------------------------------------------------
-
-function decoderProblem(sharp: Sharp, format: SniffedFormat | undefined): { code: SkipCode; details?: SkipDetails } | undefined {
-  if (format === undefined) return { code: "not-image" };
-  if (format === "heic") return { code: "heic" };
-  if (!DECODABLE_FORMATS.includes(format)) return { code: "unsupported-format", details: { format: format.toUpperCase() } };
-  const sharpFormat = format === "avif" ? "heif" : format;
-  const info = (sharp.format as unknown as Record<string, { input?: { buffer?: boolean } } | undefined>)[sharpFormat];
-  if (!info?.input?.buffer) return { code: "unsupported-format", details: { format: format.toUpperCase() } };
-  return undefined;
-}
-
-function errorText(error: unknown): string {
-  return (error instanceof Error ? error.message : String(error)).split("\n")[0]!.replace(/^Input (buffer|file) /, "").slice(0, 160);
-}
-
-async function processOne(
-  sharp: Sharp,
-  found: Found,
-  scratch: Scratches,
-  options: Required<Pick<PrepareOptions, "maxSize" | "minSize">> & { spool: string; index: number; pacer: MemoryPacer; faces?: FaceSettings },
-): Promise<Processed> {
-  const { rel } = found;
-  const read = await readRegular(found.abs, scratch.input);
-  if ("code" in read) return { report: skipped(rel, read.code, read.details) };
-  const data = read.data;
-  const format = sniffFormat(data.subarray(0, SNIFF_BYTES));
-  const problem = decoderProblem(sharp, format);
-  if (problem) return { report: skipped(rel, problem.code, problem.details, format ? { format } : {}) };
-
-  const inputOptions = {
-    limitInputPixels: DATASET_RULES.maxInputPixels,
-    failOn: "warning" as const,
-    sequentialRead: true,
-    pages: 1,
-    page: 0,
-  };
-  let meta;
-  try {
-    // Header only: no pixel is decoded here, so the pixel cap is checked by us just below.
-    meta = await sharp(data, { ...inputOptions, limitInputPixels: false }).metadata();
-  } catch (error) {
-    return { report: skipped(rel, "corrupt", { message: errorText(error) }, { format }) };
-  }
-  const rawWidth = meta.width ?? 0;
-  const rawHeight = meta.pageHeight ?? meta.height ?? 0;
-  const { width, height } = orientedSize(rawWidth, rawHeight, meta.orientation);
-  const source = { width, height, bytes: data.length };
-  const dims = dimensionProblem(width, height, options.minSize);
-  if (dims) return { report: skipped(rel, dims, { width, height, minSize: options.minSize }, { format, source }) };
-
-  const notes: string[] = [];
-  if (meta.orientation && meta.orientation > 1) notes.push(`turned upright (EXIF orientation ${meta.orientation})`);
-  if ((meta.pages ?? 1) > 1) notes.push(`first of ${meta.pages} frames`);
-  if (meta.space === "cmyk") notes.push("CMYK converted to sRGB");
-  if (meta.depth && !["uchar", "char"].includes(meta.depth)) notes.push(`${meta.depth === "ushort" ? "16-bit" : meta.depth} reduced to 8-bit`);
-  if (meta.hasAlpha) notes.push("transparency flattened onto white");
-  if (!options.faces && Math.max(width, height) > options.maxSize) notes.push(`resized from ${width}x${height}`);
-
-  // The normalised JPEG goes straight to the spool file (no large buffer on the JS side), then is
-  // read back into the worker's scratch buffer for hashing. With face checks it is the face crop.
-  const file = join(options.spool, `${String(options.index).padStart(6, "0")}.jpg`);
-  let info: { width: number; height: number };
-  let faced: Extract<FaceOutcome, { embedding: Float32Array }> | undefined;
-  if (options.faces) {
-    const { model, resolution } = options.faces;
-    let outcome: FaceOutcome;
-    try {
-      outcome = await prepareFace({ sharp, model, data, inputOptions, width, height, hasAlpha: meta.hasAlpha === true, resolution, file });
-    } catch (error) {
-      await rm(file, { force: true });
-      const text = errorText(error);
-      if (/pixel limit/i.test(text)) return { report: skipped(rel, "too-many-pixels", { width, height }, { format, source }) };
-      return { report: skipped(rel, "corrupt", { message: text }, { format, source }) };
-    }
-    if ("skip" in outcome) return { report: skipped(rel, outcome.skip, outcome.details, { format, source, face: outcome.face }) };
-    faced = outcome;
-    info = outcome.info;
-    notes.push(...outcome.notes);
-  } else {
-    try {
-      let pipeline = sharp(data, inputOptions)
-        .timeout({ seconds: 60 })
-        .autoOrient()
-        .resize({ width: options.maxSize, height: options.maxSize, fit: "inside", withoutEnlargement: true });
-      if (meta.hasAlpha) pipeline = pipeline.flatten({ background: "#ffffff" });
-      info = await pipeline
-        .toColourspace("srgb")
-        .jpeg({ quality: DATASET_RULES.jpegQuality, chromaSubsampling: "4:2:0", mozjpeg: false })
-        .toFile(file);
-    } catch (error) {
-      await rm(file, { force: true });
-      const text = errorText(error);
-      if (/pixel limit/i.test(text)) return { report: skipped(rel, "too-many-pixels", { width, height }, { format, source }) };
-      return { report: skipped(rel, "corrupt", { message: text }, { format, source }) };
-    }
-  }
-  const back = await readRegular(file, scratch.output);
-  if ("code" in back) throw new AvatarError("INTERNAL", `Could not read back the normalised copy of ${rel} (${back.code}).`);
-  const jpeg = back.data;
-  const grid = await sharp(jpeg)
-    .greyscale()
-    .resize(DATASET_RULES.hashWidth + 1, DATASET_RULES.hashHeight, { fit: "fill", kernel: "cubic" })
-    .raw()
-    .toBuffer();
-  const sha256 = createHash("sha256").update(jpeg).digest("hex");
-  options.pacer.add(data.length + jpeg.length);
-  const report: FileReport = { path: rel, status: "kept", format, source, width: info.width, height: info.height, bytes: jpeg.length, sha256, notes, ...(faced ? { face: faced.face } : {}) };
-  return {
-    report,
-    candidate: { path: rel, sha256, dhash: differenceHash(grid), sourcePixels: width * height, symlink: found.symlink, file, bytes: jpeg.length },
-    ...(faced ? { faced: { embedding: faced.embedding, pose: faced.pose, entryBox: faced.entryBox, width: info.width, height: info.height } } : {}),
-  };
-}
 
 async function pool<T, R>(
   items: readonly T[],
@@ -305,7 +148,17 @@ export async function prepareDataset(ctx: Pick<Context, "cwd" | "out" | "signal"
   const found = await scan(root, options.recursive === true, skips);
 
   // The face model loads (~0.3 s) while sharp does; photos queue for it one at a time.
-  const loadingModel = options.faceCheck ? import("./faces/index.ts").then((faces) => faces.loadFaceModel()) : undefined;
+  const loadingModel = options.faceCheck
+    ? import("./faces/index.ts")
+        .then((faces) => faces.loadFaceModel())
+        .catch((error: unknown) => {
+          throw new AvatarError("ENVIRONMENT", `Could not load the face model: ${error instanceof Error ? error.message : String(error)}`, {
+            cause: error,
+            hint: "Reinstall avatar (its face model ships in @vladmandic/face-api and @tensorflow/tfjs-backend-wasm), or pass --no-face-check.",
+          });
+        })
+    : undefined;
+  loadingModel?.catch(() => undefined); // awaited below; not unhandled while sharp loads
   const { default: sharp } = await import("sharp");
   sharp.cache(false);
   const faces: FaceSettings | undefined = loadingModel ? { model: await loadingModel, resolution: options.baseResolution ?? 1024 } : undefined;
