@@ -3,6 +3,7 @@ import { createHash } from "node:crypto";
 import { readdir } from "node:fs/promises";
 import type { Backend, PlannedRequest, TrainerOptions, TrainingJob, TrainingJobSpec } from "../backends/backend.ts";
 import type { Context } from "../context.ts";
+import { trainingEstimate } from "../core/costs.ts";
 import { AvatarError } from "../core/errors.ts";
 import { newRunId, resourceLabels } from "../core/names.ts";
 import { stepsFor } from "../core/presets.ts";
@@ -175,6 +176,15 @@ export function optionsFingerprint(options: RunOptions): string {
   return createHash("sha256").update(json).digest("hex").slice(0, 16);
 }
 
+/**
+ * The training job's time limit: 3 h, or 1.5× the slow end of the estimate when that is longer
+ * (SDXL on a T4 runs 7.5–15 s per step: 1500 steps can take over 6 h, samples included).
+ */
+export function trainingTimeoutSeconds(gpu: "t4" | "l4", pipeline: "sd15" | "sdxl" | undefined, steps: number): number {
+  const high = trainingEstimate({ gpu, pipeline, steps, spot: false }).hours.high;
+  return Math.max(3 * 3600, Math.ceil(high * 1.5 * 3600));
+}
+
 /** The newest complete checkpoint step of a run in the store, or 0. */
 export async function newestCheckpoint(backend: Backend, name: string, runId: string): Promise<number> {
   let step = 0;
@@ -225,7 +235,7 @@ export async function trainAvatar(ctx: Context, backend: Backend, input: TrainIn
     labels,
     gpu: ctx.config.values.gpu,
     spot: input.spot,
-    timeoutSeconds: 3 * 3600,
+    timeoutSeconds: trainingTimeoutSeconds(ctx.config.values.gpu, base.pipeline, steps),
     datasetKey: datasetKey(input.name, input.dataset.sha256),
     modelKey: runModelKey(input.name, runId),
     checkpointKey: runCheckpointKey(input.name, runId),

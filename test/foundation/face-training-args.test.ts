@@ -6,7 +6,7 @@ import type { TrainingJob } from "../../src/backends/backend.ts";
 import { customJobSpec } from "../../src/core/vertex-specs.ts";
 import { STEP_LIMITS, stepsFor } from "../../src/core/presets.ts";
 import { trainerArgs, trainerOptionsProblem, type TrainerArgsInput } from "../../src/core/trainer-args.ts";
-import { photoCountHint, optionsFingerprint, resolveClassWord } from "../../src/workflows/train.ts";
+import { photoCountHint, optionsFingerprint, resolveClassWord, trainingTimeoutSeconds } from "../../src/workflows/train.ts";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { tempDir } from "../support/cli.ts";
@@ -140,5 +140,15 @@ describe("photoCountHint (the cost estimate before prepare)", () => {
     expect(await photoCountHint(dir, false)).toBe(4);
     expect(await photoCountHint(dir, true)).toBeUndefined();
     expect(await photoCountHint(join(dir, "missing"), false)).toBeUndefined();
+  });
+});
+
+describe("trainingTimeoutSeconds (steps now reach 1500)", () => {
+  it("keeps 3 h where that is plenty and grows with the slow end of the estimate", () => {
+    expect(trainingTimeoutSeconds("l4", "sdxl", 1000)).toBe(3 * 3600); // ≤ 1.5 h at 4.8 s/step
+    expect(trainingTimeoutSeconds("t4", "sd15", 1500)).toBe(3 * 3600);
+    // T4 + SDXL, 1500 steps: (10 min + 1500 × 15 s) × 1.5 ≈ 9.6 h.
+    expect(trainingTimeoutSeconds("t4", "sdxl", 1500)).toBeGreaterThan(9 * 3600);
+    expect(trainingTimeoutSeconds("t4", "sdxl", 1500)).toBeLessThan(10 * 3600);
   });
 });

@@ -270,7 +270,8 @@ describe("first contact without credentials", () => {
     expect(data.requests.map((r: { method: string }) => r.method)).toEqual(["upload", "CreateCustomJob"]);
     expect(data.requests[1].request.customJob.jobSpec.workerPoolSpecs[0].containerSpec.args).toEqual(expect.arrayContaining(["--base", "stable-diffusion-v1-5/stable-diffusion-v1-5"]));
     const warnings = result.stderr.split("\n").filter((l) => /credentials/.test(l));
-    expect(warnings).toEqual([expect.stringMatching(/^warning: Planned without Google credentials: not checked whether the dataset is already in the bucket, earlier training runs, whether the trainer package is in the bucket;/)]);
+    // Earlier training runs come first: they hold the avatar's remembered --class-word.
+    expect(warnings).toEqual([expect.stringMatching(/^warning: Planned without Google credentials: not checked earlier training runs, whether the dataset is already in the bucket, whether the trainer package is in the bucket;/)]);
     expect(result.stderr).not.toMatch(/MetadataLookupWarning|Could not load the default credentials/);
   }, LONG);
 
