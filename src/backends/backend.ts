@@ -82,8 +82,17 @@ export interface ModelVersion {
   artifactUri: string;
   aliases: string[];
   labels: Record<string, string>;
+  /** What the version is (pipeline, base, trigger, the checkpoint chosen and its likeness). */
+  description?: string;
   createdAt: string;
 }
+
+/**
+ * Whether a version holds the model folder `artifactUri` of run `runId`: a run can have a version
+ * per registered checkpoint (runs/<run>/model for the last step, model-step-NNNNNN for another).
+ */
+export const holdsArtifact = (version: Pick<ModelVersion, "runId" | "artifactUri">, runId: string, artifactUri: string) =>
+  version.runId === runId && version.artifactUri.replace(/\/+$/, "") === artifactUri.replace(/\/+$/, "");
 
 export interface RegisterSpec {
   name: string;
@@ -95,7 +104,7 @@ export interface RegisterSpec {
 }
 
 export interface ModelRegistry {
-  /** Idempotent: registering the same run again returns the existing version. */
+  /** Idempotent: registering the same run and model folder again returns the existing version. */
   register(spec: RegisterSpec): Promise<{ version: ModelVersion; created: boolean }>;
   list(filter?: { name?: string }): Promise<ModelVersion[]>;
   /** The default (newest) version, a version id, or a run id. */

@@ -5,6 +5,12 @@ import type { CommandResult } from "../ui/output.ts";
 import type { BatchGenerateResult } from "../workflows/generate-batch.ts";
 
 /** Human lines of a --no-endpoint run: the images, the failed ones with their errors, where the outputs are. */
+const likenessNote = (i: { likeness?: number | null }) => (i.likeness === undefined ? "" : `  likeness ${i.likeness === null ? "– (no face)" : i.likeness.toFixed(2)}`);
+
+/** Likeness scoring: on unless --no-likeness or AVATAR_LIKENESS=0|off|false. */
+const likenessOn = (ctx: { env: NodeJS.ProcessEnv }, options: Readonly<Record<string, unknown>>) =>
+  options.likeness !== false && !["0", "off", "false"].includes(String(ctx.env.AVATAR_LIKENESS ?? "").toLowerCase());
+
 async function batchResult(name: string, result: BatchGenerateResult): Promise<CommandResult> {
   if (result.dryRun) {
     const { formatPlannedRequests } = await import("../core/vertex-specs.ts");
@@ -12,7 +18,7 @@ async function batchResult(name: string, result: BatchGenerateResult): Promise<C
     // The estimate line itself went to stderr before the plan (workflows/costs.ts confirmCost).
     return { data: result, human: [...human, ...formatPlannedRequests(result.requests)], next: `avatar generate ${name} … --no-endpoint  (without --dry-run)` };
   }
-  const human = (result.images ?? []).map((i) => `${i.file}  seed ${i.seed}${i.nsfw ? "  (blacked out by the safety checker)" : ""}`);
+  const human = (result.images ?? []).map((i) => `${i.file}  seed ${i.seed}${likenessNote(i)}${i.nsfw ? "  (blacked out by the safety checker)" : ""}`);
   for (const f of result.failed) human.push(`failed  image ${f.position} (${f.prompt}, seed ${f.seed}): ${f.error}`);
   if (result.contactSheet) human.push(`contact sheet  ${result.contactSheet}`);
   if (result.stored) human.push(`kept in  ${result.stored.uri}`);
@@ -42,6 +48,7 @@ export const generateCommand = defineCommand({
     { flags: "--format <format>", description: "jpeg or png", choices: ["jpeg", "png"], default: "jpeg" },
     { flags: "--out <dir>", description: "output folder", default: "avatars" },
     { flags: "--no-contact-sheet", description: "skip the contact sheet" },
+    { flags: "--no-likeness", description: "skip scoring each image's likeness to the avatar's photos (images.json; also AVATAR_LIKENESS=0)" },
     { flags: "--no-endpoint", description: "vertex: a batch prediction job instead of the endpoint (none needed; results also kept in the bucket)" },
     { flags: "--gpu <gpu>", description: "with --no-endpoint: l4 or t4", choices: ["l4", "t4"] },
     { flags: "--spot", description: "with --no-endpoint: Spot VMs (cheaper; a preempted job is restarted by Vertex)" },
@@ -67,7 +74,7 @@ export const generateCommand = defineCommand({
       const { withBackend } = await import("../workflows/session.ts");
       const { collectBatch } = await import("../workflows/generate-batch.ts");
       const stamp = String(options.collect);
-      return withBackend(ctx, async (backend) => batchResult(name, await collectBatch(ctx, backend, { name, stamp, outDir: String(options.out), contactSheet: options.contactSheet !== false })));
+      return withBackend(ctx, async (backend) => batchResult(name, await collectBatch(ctx, backend, { name, stamp, outDir: String(options.out), contactSheet: options.contactSheet !== false, likeness: likenessOn(ctx, options) })));
     }
     let prompts = args.slice(1);
     let negative = options.negative as string | undefined;
@@ -100,6 +107,7 @@ export const generateCommand = defineCommand({
       outDir: String(options.out),
       contactSheet: options.contactSheet !== false,
       store: options.batch !== undefined,
+      likeness: likenessOn(ctx, options),
     };
     if (batch) {
       const { generateWithoutEndpoint } = await import("../workflows/generate-batch.ts");
@@ -109,7 +117,7 @@ export const generateCommand = defineCommand({
     const { generateImages } = await import("../workflows/generate.ts");
     return withBackend(ctx, async (backend) => {
       const result = await generateImages(ctx, backend, request);
-      const human = result.images.map((i) => `${i.file}  seed ${i.seed}${i.nsfw ? "  (blacked out by the safety checker)" : ""}`);
+      const human = result.images.map((i) => `${i.file}  seed ${i.seed}${likenessNote(i)}${i.nsfw ? "  (blacked out by the safety checker)" : ""}`);
       if (result.contactSheet) human.push(`contact sheet  ${result.contactSheet}`);
       if (result.stored) human.push(`kept in  ${result.stored.uri}`);
       await (await import("../workflows/costs.ts")).remindBilling(ctx, backend, name); // the endpoint stays up and bills

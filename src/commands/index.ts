@@ -16,6 +16,7 @@ import { serveCommand } from "./serve.ts";
 import { trainCommand } from "./train.ts";
 import { demoCommand } from "./demo.ts";
 import { exportCommand } from "./export.ts";
+import { likenessCommand } from "./likeness.ts";
 import { type CommandSpec } from "./spec.ts";
 import { uploadCommand } from "./upload.ts";
 
@@ -35,6 +36,7 @@ export const commands: readonly CommandSpec[] = [
   deployCommand,
   generateCommand,
   exportCommand,
+  likenessCommand,
   listCommand,
   downCommand,
   serveCommand,

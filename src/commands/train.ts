@@ -103,9 +103,11 @@ export const trainCommand = defineCommand({
         force: options.force === true,
         register: options.register !== false,
       });
+      const { checkpointTable } = await import("../ui/checkpoint-table.ts");
       const human = [
+        ...(result.registered?.checkpoint ? checkpointTable(result.registered.checkpoint) : []),
         `run      ${result.job.runId} (${result.job.state}${result.resumed ? ", resumed" : ""})`,
-        `model    ${result.job.modelUri}`,
+        `model    ${result.registered?.artifactUri ?? result.job.modelUri}`,
         ...(result.registered?.version ? [`version  ${result.registered.version.versionId}`] : []),
         ...formatPlannedRequests(result.requests),
       ];

@@ -5,6 +5,14 @@ import { checkStoreKey } from "./store-keys.ts";
 
 export const runModelKey = (name: string, runId: string) => checkStoreKey(`${name}/runs/${runId}/model`);
 export const runCheckpointKey = (name: string, runId: string) => checkStoreKey(`${name}/runs/${runId}/checkpoints`);
+/**
+ * The model folder of a checkpoint other than the last, as register writes it when it picks one:
+ * that checkpoint's weights + avatar.json (+ handler files). Not under model/ (which keeps the last
+ * step's weights) and not a name that starts with "model" (a folder URI is also a prefix).
+ */
+/** register's likeness scores of the run's samples, by content (a cache: re-registering is instant). */
+export const runScoresKey = (name: string, runId: string) => checkStoreKey(`${name}/runs/${runId}/likeness-scores.json`);
+export const runStepModelKey = (name: string, runId: string, step: number) => checkStoreKey(`${name}/runs/${runId}/step-${String(step).padStart(6, "0")}`);
 /** The trainer's log, relative to the run folder (the job's baseOutputDirectory). */
 export const RUN_LOG = "logs/trainer.log";
 export const runLogKey = (name: string, runId: string) => checkStoreKey(`${name}/runs/${runId}/${RUN_LOG}`);
@@ -36,6 +44,22 @@ export interface AvatarManifest {
   mask_weight?: number;
   masked_images?: number;
   samples_every?: number;
+  /** The checkpoint this folder's weights come from, as register chose it (absent before register). */
+  checkpoint_step?: number;
+  /** Its likeness score (core/checkpoint-pick.ts); null when nothing could be scored. */
+  likeness?: ManifestLikeness | null;
+}
+
+export interface ManifestLikeness {
+  /** The ranking score: counted samples' likeness over all samples. */
+  score: number;
+  mean: number | null;
+  worst: number | null;
+  faces: number;
+  samples: number;
+  near_copies: number;
+  /** auto, last or step: how the checkpoint was chosen. */
+  choice: string;
 }
 
 /** Why a parsed avatar.json is unusable, or undefined. */

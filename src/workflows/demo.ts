@@ -101,7 +101,7 @@ export async function runDemo(ctx: Context, backend: Backend, input: DemoInput):
     (t) => `Trained run ${t.job.runId}${t.resumed ? " (resumed from its checkpoint)" : ""}`,
   );
   const { registerRun } = await import("./register.ts");
-  const registered = await phase("Register", () => registerRun(ctx, backend, { name: input.name, runId: trained.job.runId }), (r) => `Registered ${input.name} version ${r.version?.versionId}`);
+  const registered = await phase("Register", () => registerRun(ctx, backend, { name: input.name, runId: trained.job.runId, checkpoint: { kind: "auto" } }), (r) => `Registered ${input.name} version ${r.version?.versionId}`);
   await phase("Deploy", () => deployAvatar(ctx, backend, { name: input.name, gpu: ctx.config.values.gpu }), (d) => `Local endpoint ready${d.endpoint?.url ? ` at ${d.endpoint.url}` : ""}`);
   let generated: GenerateResult;
   try {
@@ -119,6 +119,7 @@ export async function runDemo(ctx: Context, backend: Backend, input: DemoInput):
           format: "jpeg",
           outDir: join(ctx.cwd, "avatars"),
           contactSheet: true,
+          likeness: false, // the tiny model draws noise and the demo's selfies are drawn: nothing to score
         }),
       (g) => `Generated ${g.images.length} images and a contact sheet in ${g.dir}`,
     );

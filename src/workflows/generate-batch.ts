@@ -155,7 +155,7 @@ export async function generateWithoutEndpoint(ctx: Context, backend: Backend, in
 }
 
 /** `--collect <stamp>`: wait for (or read) the batch job of an earlier `--no-endpoint` and write its files. */
-export async function collectBatch(ctx: Context, backend: Backend, input: { name: string; stamp: string; outDir: string; contactSheet: boolean }): Promise<BatchGenerateResult> {
+export async function collectBatch(ctx: Context, backend: Backend, input: { name: string; stamp: string; outDir: string; contactSheet: boolean; likeness?: boolean }): Promise<BatchGenerateResult> {
   if (!backend.batch) throw notAvailable(input.name);
   const folder = outputsKey(input.name, input.stamp);
   let record: BatchRecord;
@@ -170,7 +170,7 @@ export async function collectBatch(ctx: Context, backend: Backend, input: { name
   return finishBatch(ctx, backend, record, job, input);
 }
 
-async function finishBatch(ctx: Context, backend: Backend, record: BatchRecord, launched: BatchJob, input: { outDir: string; contactSheet: boolean }): Promise<BatchGenerateResult> {
+async function finishBatch(ctx: Context, backend: Backend, record: BatchRecord, launched: BatchJob, input: { outDir: string; contactSheet: boolean; likeness?: boolean }): Promise<BatchGenerateResult> {
   const job = await waitForBatch(ctx, backend, record, launched);
   const outputs = `${backend.store.uri(outputsKey(record.name, record.stamp))}/`;
   const results = await readResults(backend, record, job);
@@ -188,7 +188,7 @@ async function finishBatch(ctx: Context, backend: Backend, record: BatchRecord, 
       hint: `Its inputs and output are in ${outputs}; the container's logs are in Cloud Logging (Vertex AI › Batch predictions › ${job.id}).`,
     });
   }
-  const contactSheet = await finishOutputs(ctx, record.name, dir, images, input.contactSheet);
+  const contactSheet = await finishOutputs(ctx, record.name, dir, images, input.contactSheet, input.likeness === false ? undefined : backend);
   for (const f of failed) ctx.out.warn(`image ${f.position} (${f.prompt}, seed ${f.seed}) failed: ${f.error}`);
   const stored = await storeOutputs(ctx, backend, record.name, dir, record.stamp);
   return { dryRun: false, stamp: record.stamp, outputs, planned: record.images.length, job, dir, images, ...(contactSheet ? { contactSheet } : {}), stored, failed };

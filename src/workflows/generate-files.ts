@@ -17,6 +17,10 @@ export interface GeneratedImage {
   height?: number;
   /** Blacked out by the base's safety checker (SD 1.5 has one; the handler keeps it). */
   nsfw: boolean;
+  /** Likeness to the avatar's training photos (workflows/likeness.ts); null: no face. Absent: not scored. */
+  likeness?: number | null;
+  /** Whether a face was found (with likeness). */
+  face?: boolean;
 }
 
 /** What the handler answers per image. */
@@ -67,8 +71,16 @@ export async function newOutputFolder(parent: string, stamp: string): Promise<st
   }
 }
 
-/** The safety checker's warnings, the contact sheet (more than one image) and images.json. */
-export async function finishOutputs(ctx: Context, name: string, dir: string, images: GeneratedImage[], contactSheet: boolean): Promise<string | undefined> {
+/**
+ * The safety checker's warnings, the contact sheet (more than one image) and images.json, with each
+ * image's likeness when `likeness` gives the store holding the avatar's photos. Scores into `images`.
+ */
+export async function finishOutputs(ctx: Context, name: string, dir: string, images: GeneratedImage[], contactSheet: boolean, likeness?: Pick<Backend, "store">): Promise<string | undefined> {
+  if (likeness) {
+    const { likenessOfGenerated } = await import("./likeness.ts");
+    const scored = await likenessOfGenerated(ctx, likeness, name, images);
+    images.splice(0, images.length, ...scored);
+  }
   for (const [index, image] of images.entries()) {
     if (image.nsfw) ctx.out.warn(`image ${index + 1} was blacked out by the safety checker (${basename(image.file)}); try another seed or prompt.`);
   }

@@ -31,6 +31,8 @@ export interface GenerateInput {
   contactSheet: boolean;
   /** Also keep the results in the store, under <name>/outputs/<stamp>/ (`--batch`). */
   store?: boolean;
+  /** Score each image's likeness to the avatar's photos in the store (default true). */
+  likeness?: boolean;
 }
 
 export interface GenerateResult {
@@ -97,7 +99,7 @@ export async function generateImages(ctx: Context, backend: Backend, input: Gene
     throw error;
   }
   progress.done();
-  const contactSheet = await finishOutputs(ctx, input.name, dir, images, input.contactSheet);
+  const contactSheet = await finishOutputs(ctx, input.name, dir, images, input.contactSheet, input.likeness === false ? undefined : backend);
   const stored = input.store ? await storeOutputs(ctx, backend, input.name, dir) : undefined;
   return { dir, images, contactSheet, ...(stored ? { stored } : {}) };
 }

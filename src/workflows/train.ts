@@ -254,6 +254,7 @@ export async function trainAvatar(ctx: Context, backend: Backend, input: TrainIn
   if (input.detach) return { job: launched, resumed: Boolean(resumable), seconds: (Date.now() - started) / 1000 };
   const job = await waitForTraining(ctx, backend, launched.id);
   ctx.out.success(`Trained ${input.name} in ${formatDuration(Date.now() - started)}`);
-  const registered = input.register ? await registerRun(ctx, backend, { name: input.name, runId }) : undefined;
+  // The checkpoint whose samples look most like the person becomes the model (register --checkpoint auto).
+  const registered = input.register ? await registerRun(ctx, backend, { name: input.name, runId, checkpoint: { kind: "auto" } }) : undefined;
   return { job, resumed: Boolean(resumable), registered, seconds: (Date.now() - started) / 1000 };
 }

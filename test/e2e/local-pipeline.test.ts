@@ -135,6 +135,11 @@ describe("local backend commands", () => {
     expect(first.code, first.stderr).toBe(0);
     expect(first.json!.data.created).toBe(true);
     expect(first.json!.data.version.versionId).toBe("1");
+    // The trained tiny model's samples are noise: register says so and keeps the last checkpoint.
+    expect(first.json!.data.checkpoint).toMatchObject({ step: 30, lastStep: 30, choice: "auto", noFaces: true, likeness: null });
+    expect(first.json!.data.checkpoint.reason).toMatch(/No sample of any checkpoint shows a face .*keeping the last checkpoint/);
+    expect(first.json!.data.checkpoint.rows.length).toBeGreaterThan(0);
+    expect(first.json!.data.version.labels["avatar-checkpoint"]).toBe("30");
     const again = await runCli(["register", "--name", name, "--json"], { env, cwd: home });
     expect(again.json!.data).toMatchObject({ created: false, version: { versionId: "1" } });
 

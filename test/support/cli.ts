@@ -42,6 +42,8 @@ export function cleanEnv(home: string, extra: Record<string, string | undefined>
     AVATAR_VENV: process.env.AVATAR_VENV,
     // The suites' photos are synthetic colour fields without faces: face tests turn this back on.
     AVATAR_FACE_CHECK: "0",
+    // generate's likeness scoring (a face model load per run) is tested in test/likeness; elsewhere it only costs time.
+    AVATAR_LIKENESS: "0",
     ...extra,
   };
   return env;

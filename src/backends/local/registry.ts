@@ -2,7 +2,7 @@
 import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { AvatarError } from "../../core/errors.ts";
-import type { ModelRegistry, ModelVersion, RegisterSpec } from "../backend.ts";
+import { holdsArtifact, type ModelRegistry, type ModelVersion, type RegisterSpec } from "../backend.ts";
 import { readRecord, writeRecord } from "./records.ts";
 
 interface RegistryFile {
@@ -27,7 +27,7 @@ export class LocalRegistry implements ModelRegistry {
 
   async register(spec: RegisterSpec): Promise<{ version: ModelVersion; created: boolean }> {
     const file = (await readRecord<RegistryFile>(this.#path(spec.name))) ?? { modelId: `avatar-${spec.name}`, name: spec.name, versions: [] };
-    const existing = file.versions.find((v) => v.runId === spec.runId);
+    const existing = file.versions.find((v) => holdsArtifact(v, spec.runId, this.#uri(spec.modelKey)));
     if (existing) return { version: existing, created: false };
     const versionId = String(file.versions.reduce((max, v) => Math.max(max, Number(v.versionId)), 0) + 1);
     // The newest version takes the "default" alias, as `avatar deploy` serves the default.
@@ -40,6 +40,7 @@ export class LocalRegistry implements ModelRegistry {
       artifactUri: this.#uri(spec.modelKey),
       aliases: ["default", `run-${spec.runId}`],
       labels: spec.labels,
+      ...(spec.description ? { description: spec.description } : {}),
       createdAt: new Date().toISOString(),
     };
     file.versions.push(version);

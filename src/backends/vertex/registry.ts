@@ -1,11 +1,12 @@
-// The Vertex Model Registry: one model per avatar (id avatar-<name>), one version per training run.
+// The Vertex Model Registry: one model per avatar (id avatar-<name>), one version per training run
+// and registered checkpoint (its model folder).
 // The first upload creates the model with modelId, later ones add versions with parentModel; a run
-// that already has a version (label avatar-run=<run>) is returned as it is.
+// that already has a version of that folder (label avatar-run=<run>, its artifactUri) is returned as it is.
 import { setTimeout as sleep } from "node:timers/promises";
 import { mergeAliasesRequest, planMergeAliases } from "../../core/alias.ts";
 import { avatarFilter, avatarOfResourceId, isoTime, locationName, modelName, resourceId, versionSuffix } from "../../core/vertex-names.ts";
 import { serveImage, uploadModelRequest, type PlannedRequest } from "../../core/vertex-specs.ts";
-import type { ModelRegistry, ModelVersion, RegisterSpec } from "../backend.ts";
+import { holdsArtifact, type ModelRegistry, type ModelVersion, type RegisterSpec } from "../backend.ts";
 import { errorContext, isNotFound, readRetrying, type VertexContext } from "./context.ts";
 import { mapVertexError } from "./errors.ts";
 import { waitOperation } from "./lro.ts";
@@ -18,6 +19,7 @@ interface ModelLike {
   createTime?: { seconds?: string | number | null; nanos?: number | null } | null;
   labels?: Record<string, string> | null;
   artifactUri?: string | null;
+  description?: string | null;
 }
 
 const ALIAS = /^[a-z][a-zA-Z0-9-]{0,126}[a-z0-9]$/;
@@ -40,6 +42,7 @@ export class VertexRegistry implements ModelRegistry {
       artifactUri: model.artifactUri ?? "",
       aliases: [...(model.versionAliases ?? [])],
       labels,
+      ...(model.description ? { description: model.description } : {}),
       createdAt: isoTime(model.versionCreateTime) ?? isoTime(model.createTime) ?? "",
     };
   }
@@ -81,7 +84,7 @@ export class VertexRegistry implements ModelRegistry {
   async plan(spec: RegisterSpec): Promise<PlannedRequest[]> {
     const existing = await this.#getRaw(spec.name);
     if (existing) {
-      const found = (await this.#versions(modelName(this.#v.loc, spec.name), spec.name)).find((v) => v.runId === spec.runId);
+      const found = (await this.#versions(modelName(this.#v.loc, spec.name), spec.name)).find((v) => holdsArtifact(v, spec.runId, this.#v.store.uri(spec.modelKey)));
       if (found) return [{ service: "ModelService", method: "UploadModel", request: null, note: `not needed: run ${spec.runId} is already version ${found.versionId}` }];
     }
     const note = this.#v.offline ? `a new version (parentModel) instead if avatar-${spec.name} exists: not checked without credentials` : undefined;
@@ -91,7 +94,7 @@ export class VertexRegistry implements ModelRegistry {
   async register(spec: RegisterSpec, attempt = 1): Promise<{ version: ModelVersion; created: boolean }> {
     const existing = await this.#getRaw(spec.name);
     if (existing) {
-      const found = (await this.#versions(modelName(this.#v.loc, spec.name), spec.name)).find((v) => v.runId === spec.runId);
+      const found = (await this.#versions(modelName(this.#v.loc, spec.name), spec.name)).find((v) => holdsArtifact(v, spec.runId, this.#v.store.uri(spec.modelKey)));
       if (found) return { version: found, created: false };
     }
     const models = await this.#v.clients.models();
