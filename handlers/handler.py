@@ -629,7 +629,11 @@ class ObjectReader:
 
     @staticmethod
     def _local(uri: str) -> Path:
-        return Path(uri[len("file://"):] if uri.startswith("file://") else uri)
+        if uri.startswith("file://"):
+            from urllib.parse import unquote, urlsplit
+
+            return Path(unquote(urlsplit(uri).path))
+        return Path(uri)
 
     def _blob(self, uri: str) -> Any:
         bucket, _, name = uri[len("gs://"):].partition("/")

@@ -18,6 +18,7 @@ import { demoCommand } from "./demo.ts";
 import { exportCommand } from "./export.ts";
 import { type CommandSpec } from "./spec.ts";
 import { uploadCommand } from "./upload.ts";
+import { studioCommand } from "./studio.ts";
 
 
 export const commands: readonly CommandSpec[] = [
@@ -37,6 +38,7 @@ export const commands: readonly CommandSpec[] = [
   exportCommand,
   listCommand,
   downCommand,
+  studioCommand,
   serveCommand,
   demoCommand,
 ];

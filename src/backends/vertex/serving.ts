@@ -126,6 +126,7 @@ export class VertexServing implements ServingService {
       gpu: spec.gpu,
       minReplicas: spec.minReplicas,
       maxReplicas: spec.maxReplicas,
+      ...(spec.serviceAccount ? { serviceAccount: spec.serviceAccount } : {}),
     });
   }
 
