@@ -57,7 +57,7 @@ export const statusCommand = defineCommand({
           ? ["", ...table([["BATCH", "STATE", "IMAGES"], ...batches.map((b) => [b.stamp, b.phase, `${b.counts.succeeded} done, ${b.counts.failed} failed${b.error ? `: ${b.error}` : ""}`])])]
           : []),
       ];
-      const next = running && !options.wait ? `avatar status ${name} --wait` : avatar!.endpoint?.state === "ready" ? `avatar generate ${name} "{avatar} as an astronaut"` : avatar!.models.length ? `avatar deploy ${name}` : undefined;
+      const next = running && !options.wait ? `avatar status ${name} --wait` : avatar!.endpoint?.state === "ready" || studios.some((st) => st.endpoint?.state === "ready") ? `avatar generate ${name} "{avatar} as an astronaut"` : avatar!.models.length ? `avatar deploy ${name}` : undefined;
       return { data: { ...avatar, batches, studios }, human, next: collecting && !(running && !options.wait) ? `avatar generate ${name} --collect ${collecting.stamp}` : next };
     });
   },
