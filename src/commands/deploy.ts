@@ -1,4 +1,5 @@
 import { defineCommand } from "./spec.ts";
+import { formatUsd } from "../core/costs.ts";
 import { AvatarError } from "../core/errors.ts";
 import { validateAvatarName } from "../core/names.ts";
 import type { Context } from "../context.ts";
@@ -44,7 +45,6 @@ export const deployCommand = defineCommand({
 async function deployStudio(ctx: Context, name: string, options: Readonly<Record<string, unknown>>): Promise<CommandResult> {
   const { validateStudioName } = await import("../core/studio.ts");
   const { formatPlannedRequests } = await import("../core/vertex-specs.ts");
-  const { formatUsd } = await import("../core/costs.ts");
   const studio = validateStudioName(String(options.studio));
   if (options.replace === true) throw new AvatarError("USAGE", "--replace does not go with --studio: a studio's endpoint is deployed once.", { hint: `avatar deploy ${name} --studio ${studio}` });
   const { withBackend } = await import("../workflows/session.ts");
