@@ -28,8 +28,15 @@ export function validateStudioName(name: string): string {
 /** The name a studio's model and endpoint go by in the registry and serving (`studio-family`). */
 export const studioResource = (studio: string) => `${STUDIO_PREFIX}${studio}`;
 
-/** The studio a resource belongs to (its label), or undefined for an avatar's own. */
-export const studioOfLabels = (labels: Record<string, string> | undefined) => labels?.[STUDIO_LABEL] || undefined;
+/**
+ * The studio a model or endpoint belongs to, or undefined for an avatar's own: its avatar-studio
+ * label, else its name (avatar names may not start with studio-, so `studio-<x>` is always a studio's).
+ */
+export function studioOf(resource: { name: string; labels?: Record<string, string> }): string | undefined {
+  const label = resource.labels?.[STUDIO_LABEL];
+  if (label) return label;
+  return resource.name.startsWith(STUDIO_PREFIX) ? resource.name.slice(STUDIO_PREFIX.length) : undefined;
+}
 
 export function studioLabels(studio: string, runId: string): Record<string, string> {
   return { avatar: studioResource(studio), [STUDIO_LABEL]: studio, "avatar-run": runId, "managed-by": MANAGED_BY };

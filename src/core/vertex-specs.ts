@@ -222,8 +222,8 @@ export function uploadModelRequest(loc: VertexLocation, input: UploadModelInput)
  * A dedicated endpoint predicts at its own DNS name (10 MB, the inference timeout set here); a
  * shared one at `{region}-aiplatform.googleapis.com` (1.5 MB, 60 s). See core/endpoint-types.ts.
  */
-export function createEndpointRequest(loc: VertexLocation, name: string, type: EndpointType) {
-  const endpoint = { displayName: avatarResourceId(name), labels: { avatar: name, "managed-by": MANAGED_BY } };
+export function createEndpointRequest(loc: VertexLocation, name: string, type: EndpointType, extraLabels: Record<string, string> = {}) {
+  const endpoint = { displayName: avatarResourceId(name), labels: { ...extraLabels, avatar: name, "managed-by": MANAGED_BY } };
   return {
     parent: locationName(loc),
     endpointId: avatarResourceId(name),

@@ -12,7 +12,7 @@ import { AvatarError } from "../core/errors.ts";
 import { MODEL_FILES, manifestProblem, runModelKey, type AvatarManifest } from "../core/run-keys.ts";
 import {
   baseMismatch, emptyStudioManifest, studioLabels, studioManifestKey, studioManifestProblem, studioModelJson, studioModelKey,
-  studioOfLabels, studioOfManifestKey, studioResource, studioRunId, studiosPrefix, withAvatar, withoutAvatars, type StudioManifest,
+  studioOf, studioOfManifestKey, studioResource, studioRunId, studiosPrefix, withAvatar, withoutAvatars, type StudioManifest,
 } from "../core/studio.ts";
 import { handlersDir } from "../paths.ts";
 import { checkServableBase } from "./register.ts";
@@ -74,7 +74,7 @@ function studioInfo(backend: Backend, manifest: StudioManifest, endpoint: Endpoi
     base_model: manifest.base_model,
     avatars,
     endpoint,
-    ...(rate !== undefined ? { usdPerHour: rate, usdPerHourPerAvatar: Math.round((rate / Math.max(1, avatars.length)) * 10_000) / 10_000 } : {}),
+    ...(rate !== undefined ? { usdPerHour: Math.round(rate * 10_000) / 10_000, usdPerHourPerAvatar: Math.round((rate / Math.max(1, avatars.length)) * 10_000) / 10_000 } : {}),
     ...(billing ? { billing } : {}),
   };
 }
@@ -84,11 +84,11 @@ export async function listStudios(backend: Backend, now = new Date()): Promise<S
   const [objects, endpoints] = await Promise.all([backend.store.list(studiosPrefix()), backend.serving.list()]);
   const names = new Set(objects.map((o) => studioOfManifestKey(o.key)).filter((s): s is string => Boolean(s)));
   // An endpoint whose manifest is gone still bills: list it too.
-  for (const e of endpoints) if (studioOfLabels(e.labels)) names.add(studioOfLabels(e.labels)!);
+  for (const e of endpoints) if (studioOf(e)) names.add(studioOf(e)!);
   const infos: StudioInfo[] = [];
   for (const studio of [...names].sort()) {
     const manifest = (await readStudioManifest(backend, studio)) ?? { schema: 1 as const, studio, pipeline: "sd15" as const, base_model: "?", updated_at: "", avatars: {} };
-    infos.push(studioInfo(backend, manifest, endpoints.find((e) => studioOfLabels(e.labels) === studio), now));
+    infos.push(studioInfo(backend, manifest, endpoints.find((e) => studioOf(e) === studio), now));
   }
   return infos;
 }
