@@ -135,3 +135,12 @@ export function studioManifestProblem(value: unknown): string | undefined {
 
 /** Run id of a studio's model version: the handler it runs, registered once per studio. */
 export const studioRunId = (now = new Date()) => newRunId(now);
+
+/** Bucket roles that let a principal read objects (storage.objects.get). */
+export const OBJECT_READ_ROLES = ["roles/storage.objectViewer", "roles/storage.objectUser", "roles/storage.objectAdmin", "roles/storage.admin", "roles/storage.legacyObjectReader", "roles/storage.legacyObjectOwner"];
+
+/** The role of a bucket IAM policy that lets `email` (a service account) read objects, or undefined. */
+export function bucketReadRole(policy: { bindings?: { role?: string | null; members?: string[] | null; condition?: unknown }[] | null }, email: string): string | undefined {
+  const member = `serviceAccount:${email}`;
+  return (policy.bindings ?? []).find((b) => !b.condition && OBJECT_READ_ROLES.includes(b.role ?? "") && (b.members ?? []).includes(member))?.role ?? undefined;
+}

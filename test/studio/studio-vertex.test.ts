@@ -75,6 +75,10 @@ describe("a studio on the vertex backend", () => {
     expect(aliceBefore.studio).toBe("fam");
     expect(bytes(aliceAfter).equals(bytes(aliceBefore))).toBe(true);
     expect(bytes(bob).equals(bytes(aliceBefore))).toBe(false);
+    // doctor names the serving identity and looks for its read grant on the bucket.
+    const doctor = await cli(["doctor", "--json"]);
+    const check = doctor.json!.data?.checks?.find((c: { name: string }) => c.name === "studio serving") ?? doctor.json!.error;
+    expect(check.message).toContain(SA);
     const predicts = world.fake.requests("Predict").slice(-3);
     expect(predicts.map((p) => p.endpoint)).toEqual(Array(3).fill(`${parent}/endpoints/avatar-studio-fam`));
   }, LONG);
