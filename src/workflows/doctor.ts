@@ -102,7 +102,7 @@ async function checkStudioServing(ctx: Context, credentials: Check): Promise<Che
       ? ok("studio serving", `${account} may read gs://${bucket} (${role})`)
       : warn("studio serving", `${account} has no read role on gs://${bucket}: a studio's server could not read its manifest and LoRAs (unless granted on the project)`, grant);
   } catch (error) {
-    return warn("studio serving", `could not read the IAM policy of gs://${bucket}: ${(error as Error).message.split("\n")[0]}`, `Needs storage.buckets.getIamPolicy. To grant read access: ${grant}`);
+    return warn("studio serving", `could not check that ${account} may read gs://${bucket}: its IAM policy did not read (${(error as Error).message.split("\n")[0]})`, `Needs storage.buckets.getIamPolicy. To grant read access: ${grant}`);
   }
 }
 
