@@ -81,7 +81,9 @@ function studioInfo(backend: Backend, manifest: StudioManifest, endpoint: Endpoi
 
 /** Every studio: the manifests in the store, with their endpoints (found by label). */
 export async function listStudios(backend: Backend, now = new Date()): Promise<StudioInfo[]> {
-  const [objects, endpoints] = await Promise.all([backend.store.list(studiosPrefix()), backend.serving.list()]);
+  // A store that is not there (yet) has no studios: `avatar list` must still answer.
+  const noStore = (error: unknown) => (error instanceof AvatarError && error.code === "NOT_FOUND" ? [] : Promise.reject(error));
+  const [objects, endpoints] = await Promise.all([backend.store.list(studiosPrefix()).catch(noStore), backend.serving.list()]);
   const names = new Set(objects.map((o) => studioOfManifestKey(o.key)).filter((s): s is string => Boolean(s)));
   // An endpoint whose manifest is gone still bills: list it too.
   for (const e of endpoints) if (studioOf(e)) names.add(studioOf(e)!);
