@@ -1,6 +1,7 @@
 // Pure studio rules (core/studio.ts): names, which resources are a studio's, the one-base rule,
 // manifest edits and the bucket grant doctor looks for.
 import { describe, expect, it } from "vitest";
+import { deployEstimate, estimateLine } from "../../src/core/costs.ts";
 import { validateAvatarName } from "../../src/core/names.ts";
 import type { AvatarManifest } from "../../src/core/run-keys.ts";
 import {
@@ -62,5 +63,14 @@ describe("bucketReadRole", () => {
     expect(bucketReadRole({ bindings: [{ role: "roles/storage.objectCreator", members: [`serviceAccount:${sa}`] }] }, sa)).toBeUndefined();
     expect(bucketReadRole({ bindings: [{ role: "roles/storage.objectViewer", members: [`serviceAccount:${sa}`], condition: { expression: "x" } }] }, sa)).toBeUndefined();
     expect(bucketReadRole({}, sa)).toBeUndefined();
+  });
+});
+
+describe("the deploy estimate of a studio", () => {
+  it("names the studio and the command that stops it", () => {
+    const line = estimateLine(deployEstimate({ gpu: "l4" }), "studio-family");
+    expect(line).toMatch(/^Serving studio family on g2-standard-8/);
+    expect(line).toContain("until `avatar down --studio family`");
+    expect(estimateLine(deployEstimate({ gpu: "l4" }), "alice")).toContain("until `avatar down alice`");
   });
 });
