@@ -55,6 +55,23 @@ afterAll(async () => {
 });
 
 describe("a studio on the local backend", () => {
+  it("refuses bad studio input with exit 2 and a hint, before touching anything", async () => {
+    for (const [args, message] of [
+      [["studio", "frob"], 'Unknown studio action "frob".'],
+      [["studio", "remove", "fam"], "Which studio, and which avatars?"],
+      [["deploy", "alice", "--studio", "Fam"], '"Fam" is not a valid studio name.'],
+      [["deploy", "alice", "--service-account", "sa@p.iam.gserviceaccount.com"], "--service-account goes with --studio (a studio reads the bucket; an avatar's own endpoint does not)."],
+      [["down", "alice", "--studio", "fam"], "--studio stops a whole studio; pass no avatar name or --all with it."],
+      [["generate", "alice", "x", "--studio", "fam", "--no-endpoint"], "--studio and --no-endpoint do not go together: a studio is an endpoint."],
+      [["deploy", "studio-x"], '"studio-x" is reserved: names starting with studio- belong to studios.'],
+    ] as const) {
+      const result = await cli([...args, "--json"]);
+      expect(result.code, args.join(" ")).toBe(2);
+      expect(result.json!.error.message).toBe(message);
+      expect(result.json!.error.hint).toBeTruthy();
+    }
+  }, LONG);
+
   it("serves two avatars from one server process; alice's image is the same before and after bob's", async () => {
     const first = ok(await cli(["deploy", "alice", "--studio", "fam", "--json"]));
     expect(first).toMatchObject({ studio: "fam", avatars: ["alice"], deployed: true, endpoint: { name: "studio-fam", state: "ready" } });
