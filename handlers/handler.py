@@ -29,6 +29,15 @@ Requests that would not fit the serving GPU's memory, the endpoint's time limit 
 limit are refused before any work, with a 400 naming the limit and what fits (see "serving
 limits" below: ``AVATAR_GPU``, ``AVATAR_PREDICT_TIMEOUT_S``, ``AVATAR_MAX_RESPONSE_BYTES``).
 
+**Studio mode** (one GPU, many avatars): a model directory with ``studio.json`` instead of
+``avatar.json`` serves every avatar of a manifest kept in the store (``studio.json`` names it: a
+local path or ``gs://``). Requests name the avatar in ``parameters.avatar``; its LoRA is read from
+its registered model directory when first asked for, kept in an LRU of adapters
+(``AVATAR_STUDIO_MAX_ADAPTERS``, default 8) and activated per request with ``set_adapters``. The
+manifest is re-read when its generation changes (one metadata read per request), so adding an
+avatar changes the manifest, not the deployment. ``gs://`` is read with google-cloud-storage (in
+the serving image); ``AVATAR_GCS_ENDPOINT`` points it at an emulator.
+
 Self-contained on purpose (the same file runs in the container and in the local server): it
 imports nothing from the avatar repository, and nothing heavy at import time.
 """
@@ -42,8 +51,11 @@ import logging
 import math
 import os
 import secrets
+import shutil
+import tempfile
 import threading
 import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
@@ -56,6 +68,10 @@ MAX_RESPONSE_BYTES_ENV = "AVATAR_MAX_RESPONSE_BYTES"
 DEFAULT_MAX_RESPONSE_BYTES = 1_500_000  # Vertex shared public endpoints: 1.5 MB per response
 JPEG_QUALITY = 90
 ADAPTER_NAME = "avatar"
+STUDIO_JSON = "studio.json"
+STUDIO_MAX_ADAPTERS_ENV = "AVATAR_STUDIO_MAX_ADAPTERS"
+DEFAULT_STUDIO_MAX_ADAPTERS = 8
+GCS_ENDPOINT_ENV = "AVATAR_GCS_ENDPOINT"  # tests and `avatar` fakes: the Cloud Storage emulator
 TINY_MARKER = "avatar-tiny.json"  # written by the tiny-model kit into its pipeline directories
 
 logger = logging.getLogger("avatar.handler")
@@ -532,11 +548,165 @@ def nsfw_flags(output: Any, count: int) -> list[bool]:
 
 
 # ---------------------------------------------------------------------------------------------
+# studio mode: studio.json, the manifest in the store, and reading LoRAs from the store
+
+
+def _json_object(raw: bytes | str, where: str) -> dict[str, Any]:
+    try:
+        value = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{where} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{where} must contain a JSON object")
+    return value
+
+
+def _check_base(data: dict[str, Any], where: str) -> None:
+    if data.get("schema") != SCHEMA or isinstance(data.get("schema"), bool):
+        raise ValueError(f"{where}: unsupported schema {data.get('schema')!r} (this handler reads schema {SCHEMA})")
+    if data.get("pipeline") not in PIPELINES:
+        raise ValueError(f"{where}: unknown pipeline {data.get('pipeline')!r} (expected one of {', '.join(PIPELINES)})")
+    for key in ("studio", "base_model"):
+        if not isinstance(data.get(key), str) or not data[key].strip():
+            raise ValueError(f"{where}: {key!r} must be a non-empty string, got {data.get(key)!r}")
+
+
+def read_studio_json(model_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """``studio.json`` of a studio model directory (None: a single-avatar model)."""
+    path = Path(model_dir) / STUDIO_JSON
+    if not path.is_file():
+        return None
+    data = _json_object(path.read_bytes(), str(path))
+    _check_base(data, str(path))
+    if not isinstance(data.get("manifest"), str) or not data["manifest"].strip():
+        raise ValueError(f"{path}: 'manifest' must name the studio manifest (a path or gs:// URI)")
+    return data
+
+
+def parse_manifest(raw: bytes, where: str, studio: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """The avatars of a studio manifest: name -> {"model_uri", "run_id", "version"}. The manifest
+    must be the studio's own (same name, pipeline and base): the base is loaded once."""
+    data = _json_object(raw, where)
+    _check_base(data, where)
+    for key in ("studio", "pipeline", "base_model"):
+        if data[key] != studio[key]:
+            raise ValueError(f"{where}: {key} {data[key]!r} is not this studio's ({studio[key]!r})")
+    avatars = data.get("avatars")
+    if not isinstance(avatars, dict):
+        raise ValueError(f"{where}: 'avatars' must be an object of avatar name -> registered model")
+    result: dict[str, dict[str, str]] = {}
+    for name, entry in avatars.items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("model_uri"), str):
+            raise ValueError(f"{where}: avatars[{name!r}] needs a 'model_uri'")
+        result[name] = {"model_uri": entry["model_uri"], "run_id": str(entry.get("run_id", "")),
+                        "version": str(entry.get("version", ""))}
+    return result
+
+
+class ObjectReader:
+    """Reads the manifest and the avatars' model files: local paths / file:// URIs, or gs:// with
+    google-cloud-storage (imported on first use; the serving image ships it). On Vertex the client
+    authenticates as the deployed model's service account; AVATAR_GCS_ENDPOINT (tests, fakes)
+    points it at an emulator, anonymously."""
+
+    def __init__(self) -> None:
+        self._client: Any = None
+
+    def _gcs(self) -> Any:
+        if self._client is None:
+            from google.cloud import storage
+
+            endpoint = os.environ.get(GCS_ENDPOINT_ENV, "").strip()
+            if endpoint:
+                from google.auth.credentials import AnonymousCredentials
+
+                self._client = storage.Client(project=os.environ.get("AIP_PROJECT_NUMBER") or "emulated",
+                                              credentials=AnonymousCredentials(),
+                                              client_options={"api_endpoint": endpoint})
+            else:
+                self._client = storage.Client()
+        return self._client
+
+    @staticmethod
+    def _local(uri: str) -> Path:
+        if uri.startswith("file://"):
+            from urllib.parse import unquote, urlsplit
+
+            return Path(unquote(urlsplit(uri).path))
+        return Path(uri)
+
+    def _blob(self, uri: str) -> Any:
+        bucket, _, name = uri[len("gs://"):].partition("/")
+        return self._gcs().bucket(bucket).get_blob(name)
+
+    def generation(self, uri: str) -> str | None:
+        """A token that changes whenever the object does (GCS generation; mtime+size); None: absent."""
+        if uri.startswith("gs://"):
+            blob = self._blob(uri)
+            return None if blob is None else str(blob.generation)
+        try:
+            stat = self._local(uri).stat()
+        except FileNotFoundError:
+            return None
+        return f"{stat.st_mtime_ns}-{stat.st_size}"
+
+    def read(self, uri: str) -> bytes:
+        if uri.startswith("gs://"):
+            blob = self._blob(uri)
+            if blob is None:
+                raise FileNotFoundError(f"{uri} does not exist")
+            return blob.download_as_bytes()
+        return self._local(uri).read_bytes()
+
+    def fetch(self, uri: str, dest: Path) -> None:
+        if uri.startswith("gs://"):
+            blob = self._blob(uri)
+            if blob is None:
+                raise FileNotFoundError(f"{uri} does not exist")
+            blob.download_to_filename(str(dest))
+        else:
+            shutil.copyfile(self._local(uri), dest)
+
+
+class StudioAvatar(NamedTuple):
+    name: str
+    adapter: str  # the peft adapter name
+    key: str  # model_uri + run: a new version of the avatar is another adapter
+    trigger: str
+    default_size: int
+
+
+def adapter_name(avatar: str) -> str:
+    return "avatar_" + avatar.replace("-", "_")
+
+
+def studio_max_adapters() -> int:
+    raw = os.environ.get(STUDIO_MAX_ADAPTERS_ENV, "").strip()
+    if not raw:
+        return DEFAULT_STUDIO_MAX_ADAPTERS
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"{STUDIO_MAX_ADAPTERS_ENV} must be a positive integer, got {raw!r}")
+    return int(raw)
+
+
+def take_avatar(data: Any) -> tuple[Any, str | None]:
+    """Splits ``parameters.avatar`` off the request (the rest goes to parse_request)."""
+    if not isinstance(data, dict) or not isinstance(data.get("parameters"), dict) or "avatar" not in data["parameters"]:
+        return data, None
+    parameters = dict(data["parameters"])
+    avatar = parameters.pop("avatar")
+    if avatar is not None and (not isinstance(avatar, str) or not avatar.strip()):
+        raise ValueError(f"parameters.avatar must be an avatar name, got {_describe(avatar)}")
+    return {**data, "parameters": parameters}, avatar
+
+
+# ---------------------------------------------------------------------------------------------
 # the handler
 
 
 class EndpointHandler:
-    """Loads the base pipeline named by avatar.json plus the avatar's LoRA, once."""
+    """Loads the base pipeline named by avatar.json plus the avatar's LoRA, once; or, for a
+    studio (studio.json), the studio's base once and each avatar's LoRA when first asked for."""
 
     # Set by a server that can tell when a client has gone away (handlers/local_server.py sets it
     # around each call): checked at every denoising step. The HF toolkit only calls handler(data)
@@ -546,19 +716,27 @@ class EndpointHandler:
     def __init__(self, path: str = ""):
         started = time.perf_counter()
         self.model_dir = Path(path or ".").resolve()
-        self.meta = read_avatar_json(self.model_dir)
-        lora_path = self.model_dir / LORA_WEIGHTS_FILE
-        if not lora_path.is_file():
-            raise FileNotFoundError(f"{LORA_WEIGHTS_FILE} not found in {str(self.model_dir)!r}")
-        self.kind = self.meta["pipeline"]
-        self.base_model = self.meta["base_model"]
-        self.trigger = f"{self.meta['token']} {self.meta['class_word']}"
-        self.default_size = default_size(self.meta["resolution"])
+        self.studio = read_studio_json(self.model_dir)
+        # One request at a time (the servers call one at a time too); re-entrant for studio mode.
+        self._lock = threading.RLock()
+        if self.studio:
+            self.meta = None
+            base = self.studio
+            self.trigger, self.default_size = "", default_size(1024 if base["pipeline"] == "sdxl" else 512)
+        else:
+            self.meta = base = read_avatar_json(self.model_dir)
+            lora_path = self.model_dir / LORA_WEIGHTS_FILE
+            if not lora_path.is_file():
+                raise FileNotFoundError(f"{LORA_WEIGHTS_FILE} not found in {str(self.model_dir)!r}")
+            self.trigger = f"{self.meta['token']} {self.meta['class_word']}"
+            self.default_size = default_size(self.meta["resolution"])
+        self.kind = base["pipeline"]
+        self.base_model = base["base_model"]
         if self.base_model.startswith("/") and not Path(self.base_model).is_dir():
             raise FileNotFoundError(
-                f"base model directory {self.base_model!r} (avatar.json base_model) does not exist"
+                f"base model directory {self.base_model!r} ({STUDIO_JSON if self.studio else AVATAR_JSON} base_model) does not exist"
             )
-        self.base_revision = base_revision(self.meta, self.base_model)
+        self.base_revision = base_revision(base, self.base_model)
 
         import torch
         from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
@@ -580,24 +758,101 @@ class EndpointHandler:
         pipeline_class = StableDiffusionXLPipeline if self.kind == "sdxl" else StableDiffusionPipeline
         pipe = load_base_pipeline(pipeline_class, self.base_model, self.dtype, fp16_variant=self.device == "cuda",
                                   revision=self.base_revision)
-        try:
-            pipe.load_lora_weights(str(self.model_dir), weight_name=LORA_WEIGHTS_FILE, adapter_name=ADAPTER_NAME)
-        except Exception as exc:
-            raise RuntimeError(
-                f"could not load the LoRA weights {str(lora_path)!r} into the {self.kind} base "
-                f"{self.base_model!r}: {exc}"
-            ) from exc
+        if not self.studio:
+            self._load_lora(pipe, self.model_dir, ADAPTER_NAME, self.model_dir / LORA_WEIGHTS_FILE)
         pipe.to(self.device)
         pipe.set_progress_bar_config(disable=True)
         # Decode one image at a time: the SDXL VAE upcasts to fp32, ~3 GB per 1024 px image.
         pipe.vae.enable_slicing()
         self.pipe = pipe
-        self._lock = threading.Lock()
+        if self.studio:
+            self._reader = ObjectReader()
+            self._manifest_uri = self.studio["manifest"]
+            self._manifest_generation: str | None = None
+            self._avatars: dict[str, dict[str, str]] = {}
+            self._adapters: OrderedDict[str, StudioAvatar] = OrderedDict()
+            self._max_adapters = studio_max_adapters()
+            self._cache_dir = Path(tempfile.mkdtemp(prefix="avatar-studio-"))
+            self._refresh_manifest()
         self.load_seconds = time.perf_counter() - started
         logger.info(
-            "serving %s on %s (%s limits%s)", self.kind, self.device, self.limits_device.name,
+            "serving %s on %s (%s limits%s)%s", self.kind, self.device, self.limits_device.name,
             f", {self.memory_gib:.1f} GiB" if self.memory_gib is not None else "",
+            f" as studio {self.studio['studio']} ({_plural(len(self._avatars), 'avatar')})" if self.studio else "",
         )
+
+    def _load_lora(self, pipe: Any, directory: Path, adapter: str, lora_path: Path) -> None:
+        try:
+            pipe.load_lora_weights(str(directory), weight_name=LORA_WEIGHTS_FILE, adapter_name=adapter)
+        except Exception as exc:
+            raise RuntimeError(
+                f"could not load the LoRA weights {str(lora_path)!r} into the {self.kind} base "
+                f"{self.base_model!r}: {exc}"
+            ) from exc
+
+    # -- studio mode ------------------------------------------------------------------------
+
+    def served_avatars(self) -> list[str]:
+        return sorted(self._avatars) if self.studio else [str((self.meta or {}).get("name", ""))]
+
+    def _refresh_manifest(self) -> None:
+        """Re-reads the manifest when its generation changed (one metadata read otherwise);
+        drops the adapters of avatars removed from it or registered anew."""
+        generation = self._reader.generation(self._manifest_uri)
+        if generation is None:
+            raise FileNotFoundError(f"the studio manifest {self._manifest_uri} does not exist (was the studio removed?)")
+        if generation == self._manifest_generation:
+            return
+        avatars = parse_manifest(self._reader.read(self._manifest_uri), self._manifest_uri, self.studio)
+        self._avatars, self._manifest_generation = avatars, generation
+        for name in list(self._adapters):
+            entry = avatars.get(name)
+            if entry is None or self._adapters[name].key != f"{entry['model_uri']}#{entry['run_id']}":
+                self._evict(name)
+        logger.info("studio manifest generation %s: %s", generation, ", ".join(sorted(avatars)) or "no avatars")
+
+    def _evict(self, name: str) -> None:
+        entry = self._adapters.pop(name)
+        self.pipe.delete_adapters([entry.adapter])
+        logger.info("studio: unloaded %s", name)
+
+    def _studio_avatar(self, name: str | None) -> StudioAvatar:
+        self._refresh_manifest()
+        served = ", ".join(sorted(self._avatars)) or "no avatars yet"
+        if name is None:
+            raise ValueError(f"parameters.avatar is required: studio {self.studio['studio']} serves {served}")
+        entry = self._avatars.get(name)
+        if entry is None:
+            raise ValueError(f"unknown avatar {name!r}: studio {self.studio['studio']} serves {served}")
+        loaded = self._adapters.get(name)
+        if loaded:
+            self._adapters.move_to_end(name)
+            return loaded
+        while len(self._adapters) >= self._max_adapters:
+            self._evict(next(iter(self._adapters)))
+        started = time.perf_counter()
+        model_uri = entry["model_uri"].rstrip("/")
+        local = self._cache_dir / f"{name}-{entry['run_id'] or 'model'}"
+        local.mkdir(parents=True, exist_ok=True)
+        for file in (AVATAR_JSON, LORA_WEIGHTS_FILE):
+            if not (local / file).is_file():
+                self._reader.fetch(f"{model_uri}/{file}", local / file)
+        meta = read_avatar_json(local)
+        for key in ("pipeline", "base_model"):
+            if meta[key] != self.studio[key]:
+                raise ValueError(
+                    f"avatar {name!r} was trained on {key} {meta[key]!r}, but studio {self.studio['studio']} "
+                    f"serves {self.studio[key]!r}: all avatars of a studio share one base"
+                )
+        adapter = adapter_name(name)
+        self._load_lora(self.pipe, local, adapter, local / LORA_WEIGHTS_FILE)
+        avatar = StudioAvatar(name, adapter, f"{entry['model_uri']}#{entry['run_id']}",
+                              f"{meta['token']} {meta['class_word']}", default_size(meta["resolution"]))
+        self._adapters[name] = avatar
+        logger.info("studio: loaded %s (run %s) in %.2f s", name, entry["run_id"], time.perf_counter() - started)
+        return avatar
+
+    # -- requests ---------------------------------------------------------------------------
 
     def check_limits(self, images: int, params: dict[str, Any]) -> None:
         """Refuse (ValueError: a 400) what would not fit, before any work."""
@@ -608,11 +863,12 @@ class EndpointHandler:
         if reason:
             raise ValueError(f"request refused before generating: {reason}")
 
-    def _prepare(self, params: dict[str, Any]) -> None:
+    def _prepare(self, params: dict[str, Any], adapter: str = ADAPTER_NAME) -> None:
         """Per-request pipeline state, always set absolutely: nothing a failed or cancelled request
         left behind carries over. (diffusers' cross_attention_kwargs={"scale": s} multiplies the
-        LoRA scaling in place and undoes it only when the UNet forward returns.)"""
-        self.pipe.set_adapters([ADAPTER_NAME], adapter_weights=[params["lora_scale"]])
+        LoRA scaling in place and undoes it only when the UNet forward returns.) In a studio only
+        the request's avatar is active: set_adapters disables every adapter not named."""
+        self.pipe.set_adapters([adapter], adapter_weights=[params["lora_scale"]])
         if params["width"] * params["height"] > TILING_ABOVE_PIXELS:
             self.pipe.vae.enable_tiling()
         else:
@@ -630,16 +886,25 @@ class EndpointHandler:
         return callback_kwargs
 
     def __call__(self, data: Any) -> dict[str, Any]:
-        request = parse_request(
-            data, default_width=self.default_size, default_height=self.default_size, trigger=self.trigger
-        )
+        data, avatar = take_avatar(data)
+        if not self.studio:
+            own = (self.meta or {}).get("name")
+            if avatar is not None and avatar != own:
+                raise ValueError(f"unknown avatar {avatar!r}: this endpoint serves {own!r} only")
+            return self._generate(data, ADAPTER_NAME, self.trigger, self.default_size)
+        with self._lock:
+            target = self._studio_avatar(avatar)
+            return self._generate(data, target.adapter, target.trigger, target.default_size)
+
+    def _generate(self, data: Any, adapter: str, trigger: str, size: int) -> dict[str, Any]:
+        request = parse_request(data, default_width=size, default_height=size, trigger=trigger)
         params = request["parameters"]
         self.check_limits(len(request["instances"]) * params["num_images"], params)
         limit = max_response_bytes()
         torch = self._torch
         predictions = []
         with self._lock, torch.inference_mode():
-            self._prepare(params)
+            self._prepare(params, adapter)
             for instance in request["instances"]:
                 if self._cancelled():
                     raise RequestCancelled("the client went away: generation stopped between prompts")

@@ -147,7 +147,8 @@ export interface DeploySpec {
   maxReplicas: number;
   labels: Record<string, string>;
   /** vertex: the type of endpoint to create (default dedicated); an existing one must match. */
-  endpointType?: EndpointType;
+  endpointType?: EndpointType;  /** vertex: DeployedModel.serviceAccount, the serving container's identity (studios read the bucket with it). */
+  serviceAccount?: string;
 }
 
 export interface PredictResponse {

@@ -49,6 +49,7 @@ export const generateCommand = defineCommand({
     { flags: "--out <dir>", description: "output folder", default: "avatars" },
     { flags: "--no-contact-sheet", description: "skip the contact sheet" },
     { flags: "--no-likeness", description: "skip scoring each image's likeness to the avatar's photos (images.json; also AVATAR_LIKENESS=0)" },
+    { flags: "--studio <studio>", description: "generate from this studio (default: the avatar's own endpoint, else a studio that serves it)" },
     { flags: "--no-endpoint", description: "vertex: a batch prediction job instead of the endpoint (none needed; results also kept in the bucket)" },
     { flags: "--gpu <gpu>", description: "with --no-endpoint: l4 or t4", choices: ["l4", "t4"] },
     { flags: "--spot", description: "with --no-endpoint: Spot VMs (cheaper; a preempted job is restarted by Vertex)" },
@@ -92,6 +93,8 @@ export const generateCommand = defineCommand({
     const numImages = Number(options.numImages);
     if (numImages < 1 || numImages > 8) throw new AvatarError("BAD_INPUT", "--num-images must be between 1 and 8.");
     const { withBackend } = await import("../workflows/session.ts");
+    const studio = options.studio === undefined ? undefined : (await import("../core/studio.ts")).validateStudioName(String(options.studio));
+    if (studio && batch) throw new AvatarError("USAGE", "--studio and --no-endpoint do not go together: a studio is an endpoint.", { hint: `avatar generate ${name} --studio ${studio} "…"` });
     const request = {
       name,
       prompts,
@@ -108,6 +111,7 @@ export const generateCommand = defineCommand({
       contactSheet: options.contactSheet !== false,
       store: options.batch !== undefined,
       likeness: likenessOn(ctx, options),
+      ...(studio ? { studio } : {}),
     };
     if (batch) {
       const { generateWithoutEndpoint } = await import("../workflows/generate-batch.ts");
@@ -120,6 +124,7 @@ export const generateCommand = defineCommand({
       const human = result.images.map((i) => `${i.file}  seed ${i.seed}${likenessNote(i)}${i.nsfw ? "  (blacked out by the safety checker)" : ""}`);
       if (result.contactSheet) human.push(`contact sheet  ${result.contactSheet}`);
       if (result.stored) human.push(`kept in  ${result.stored.uri}`);
+      if (result.studio) return { data: result, human, next: `avatar down --studio ${result.studio}  (stop the studio when you are done)` };
       await (await import("../workflows/costs.ts")).remindBilling(ctx, backend, name); // the endpoint stays up and bills
       return { data: result, human, next: `avatar down ${name}  (stop the endpoint when you are done)` };
     });

@@ -19,6 +19,7 @@ import { exportCommand } from "./export.ts";
 import { likenessCommand } from "./likeness.ts";
 import { type CommandSpec } from "./spec.ts";
 import { uploadCommand } from "./upload.ts";
+import { studioCommand } from "./studio.ts";
 
 
 export const commands: readonly CommandSpec[] = [
@@ -39,6 +40,7 @@ export const commands: readonly CommandSpec[] = [
   likenessCommand,
   listCommand,
   downCommand,
+  studioCommand,
   serveCommand,
   demoCommand,
 ];

@@ -10,8 +10,9 @@ export const listCommand = defineCommand({
     const { withBackend } = await import("../workflows/session.ts");
     const { inventory } = await import("../workflows/inventory.ts");
     const { billingNow } = await import("../workflows/costs.ts");
+    const { listStudios } = await import("../workflows/studio.ts");
     return withBackend(ctx, async (backend) => {
-      const avatars = await inventory(backend);
+      const [avatars, studios] = await Promise.all([inventory(backend), listStudios(backend)]);
       const vertex = backend.kind === "vertex";
       const rows = avatars.map((a) => [
         a.name,
@@ -21,7 +22,22 @@ export const listCommand = defineCommand({
         // How long it has been deployed and what that cost at list price (local costs nothing).
         ...(vertex ? [a.billing ? `${formatHours(a.billing.hours)}, ≈ ${formatUsd(a.billing.usdSoFar)} (≈ ${formatUsd(a.billing.usdPerHour)}/h)` : "-"] : []),
       ]);
-      const now = vertex ? billingNow(avatars) : undefined;
+      const now = vertex ? billingNow([...avatars, ...studios.map((st) => ({ endpoint: st.endpoint, runs: [] }))]) : undefined;
+      // Studios: one endpoint for many avatars, with what it bills per hour (and per avatar).
+      const studioLines = studios.length
+        ? [
+            "",
+            ...table([
+              ["STUDIO", "AVATARS", "ENDPOINT", ...(vertex ? ["COST PER HOUR"] : [])],
+              ...studios.map((st) => [
+                st.studio,
+                st.avatars.join(", ") || "(none)",
+                st.endpoint ? `endpoint ${st.endpoint.state}` : "not deployed",
+                ...(vertex ? [st.usdPerHour !== undefined ? `≈ ${formatUsd(st.usdPerHour)}/h (≈ ${formatUsd(st.usdPerHourPerAvatar!)}/h per avatar)` : "-"] : []),
+              ]),
+            ]),
+          ]
+        : [];
       const total = now
         ? [
             "",
@@ -31,8 +47,8 @@ export const listCommand = defineCommand({
           ]
         : [];
       return {
-        data: { backend: backend.kind, avatars, ...(now ? { billing: now } : {}) },
-        human: avatars.length ? [...table([["NAME", "RUNS", "MODELS", "ENDPOINT", ...(vertex ? ["DEPLOYED, COST SO FAR"] : [])], ...rows]), ...total] : ["No avatars yet.", ...total],
+        data: { backend: backend.kind, avatars, studios, ...(now ? { billing: now } : {}) },
+        human: avatars.length ? [...table([["NAME", "RUNS", "MODELS", "ENDPOINT", ...(vertex ? ["DEPLOYED, COST SO FAR"] : [])], ...rows]), ...studioLines, ...total] : ["No avatars yet.", ...studioLines, ...total],
         next: avatars.length ? `avatar status ${avatars[0]!.name}` : "avatar demo",
       };
     });

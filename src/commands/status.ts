@@ -1,5 +1,5 @@
 import { defineCommand } from "./spec.ts";
-import { billingText } from "../core/costs.ts";
+import { billingText, formatUsd } from "../core/costs.ts";
 import { AvatarError } from "../core/errors.ts";
 import { validateAvatarName } from "../core/names.ts";
 import type { TrainerProgress } from "../core/trainer-args.ts";
@@ -26,7 +26,9 @@ export const statusCommand = defineCommand({
     const { waitForTraining } = await import("../workflows/train.ts");
     return withBackend(ctx, async (backend) => {
       let [avatar] = await inventory(backend, name);
-      if (!avatar || (!avatar.runs.length && !avatar.models.length && !avatar.endpoint)) {
+      const { listStudios } = await import("../workflows/studio.ts");
+      const studios = (await listStudios(backend)).filter((st) => st.avatars.includes(name));
+      if (!avatar || (!avatar.runs.length && !avatar.models.length && !avatar.endpoint && !studios.length)) {
         throw new AvatarError("NOT_FOUND", `Nothing found for ${name} on the ${backend.kind} backend.`, { hint: "`avatar list` shows all avatars." });
       }
       const running = avatar.runs.find((r) => r.state === "running" || r.state === "queued");
@@ -49,12 +51,14 @@ export const statusCommand = defineCommand({
           ? [`deploying: version ${avatar!.endpoint.deploying.versionId} since ${avatar!.endpoint.deploying.startedAt}${avatar!.endpoint.deploying.stage ? ` (${avatar!.endpoint.deploying.stage})` : ""}; \`avatar deploy ${name}\` follows it, \`avatar down ${name}\` cancels it`]
           : []),
         ...(avatar!.billing ? [`billing: ${billingText(avatar!.billing)}; \`avatar down ${name}\` stops it`] : []),
+        // The studios that serve this avatar, with what each bills per hour for all its avatars.
+        ...studios.map((st) => `studio: ${st.studio} (${st.endpoint ? `endpoint ${st.endpoint.state}` : "not deployed"}, with ${st.avatars.filter((a) => a !== name).join(", ") || "no other avatar"})${st.usdPerHour !== undefined ? `, ≈ ${formatUsd(st.usdPerHour)}/h (≈ ${formatUsd(st.usdPerHourPerAvatar!)}/h per avatar); \`avatar down --studio ${st.studio}\` stops it` : ""}`),
         ...(batches.length
           ? ["", ...table([["BATCH", "STATE", "IMAGES"], ...batches.map((b) => [b.stamp, b.phase, `${b.counts.succeeded} done, ${b.counts.failed} failed${b.error ? `: ${b.error}` : ""}`])])]
           : []),
       ];
-      const next = running && !options.wait ? `avatar status ${name} --wait` : avatar!.endpoint?.state === "ready" ? `avatar generate ${name} "{avatar} as an astronaut"` : avatar!.models.length ? `avatar deploy ${name}` : undefined;
-      return { data: { ...avatar, batches }, human, next: collecting && !(running && !options.wait) ? `avatar generate ${name} --collect ${collecting.stamp}` : next };
+      const next = running && !options.wait ? `avatar status ${name} --wait` : avatar!.endpoint?.state === "ready" || studios.some((st) => st.endpoint?.state === "ready") ? `avatar generate ${name} "{avatar} as an astronaut"` : avatar!.models.length ? `avatar deploy ${name}` : undefined;
+      return { data: { ...avatar, batches, studios }, human, next: collecting && !(running && !options.wait) ? `avatar generate ${name} --collect ${collecting.stamp}` : next };
     });
   },
 });

@@ -2,6 +2,7 @@
 // what is running. Pure: durations are estimates from the tables below, prices come from rates.ts.
 import type { Gpu } from "./config.ts";
 import { PRICES_AS_OF, PRICES_REGION, PRICING_URL, rates, usdPerHour } from "./rates.ts";
+import { STUDIO_PREFIX } from "./studio.ts";
 
 export type Pipeline = "sd15" | "sdxl";
 export interface Range {
@@ -147,6 +148,11 @@ function machine(e: CostEstimate): string {
   return `${e.machineType}${gpu}, ${e.spot ? "Spot" : "on-demand"}`;
 }
 
+// A studio's endpoint goes by studio-<name> (core/studio.ts): say "studio <name>" and `down --studio <name>`.
+const studioName = (name: string) => (name.startsWith(STUDIO_PREFIX) ? name.slice(STUDIO_PREFIX.length) : undefined);
+const served = (name: string) => (studioName(name) ? `studio ${studioName(name)}` : name);
+const downTarget = (name: string) => (studioName(name) ? `--studio ${studioName(name)}` : name);
+
 /** The one line printed before a paid action starts. */
 export function estimateLine(e: CostEstimate, name: string): string {
   const prices = `list prices of ${e.pricesAsOf}, ${e.pricingUrl}`;
@@ -154,7 +160,7 @@ export function estimateLine(e: CostEstimate, name: string): string {
     case "training":
       return `Training ${name} on ${machine(e)}: ≈ ${hoursRange(e.hours)}, ≈ ${usdRange(e.usd)} (estimate: ${e.steps} steps at ${e.secondsPerStep.low}–${e.secondsPerStep.high} s/step + ${minutes(e.startupMinutes)} start-up; ${prices})`;
     case "deploy":
-      return `Serving ${name} on ${machine(e)}: ready in ≈ ${minutes(e.readyInMinutes)}, then ≈ ${formatUsd(e.usdPerHour)}/h (≈ ${formatUsd(e.usdPerDay)}/day) until \`avatar down ${name}\` (estimate; ${prices})`;
+      return `Serving ${served(name)} on ${machine(e)}: ready in ≈ ${minutes(e.readyInMinutes)}, then ≈ ${formatUsd(e.usdPerHour)}/h (≈ ${formatUsd(e.usdPerDay)}/day) until \`avatar down ${downTarget(name)}\` (estimate; ${prices})`;
     case "batch":
       return `Batch job for ${name} on ${machine(e)}: ${e.images} image${e.images === 1 ? "" : "s"} in ≈ ${hoursRange(e.hours)}, ≈ ${usdRange(e.usd)}, no endpoint left running (estimate: ${e.secondsPerImage.low}–${e.secondsPerImage.high} s/image + ${minutes(e.startupMinutes)} start-up; ${prices})`;
   }

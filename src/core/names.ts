@@ -12,6 +12,8 @@ export function validateAvatarName(name: string): string {
       "Use 1-40 characters: a lowercase letter first, then lowercase letters, digits or dashes, ending in a letter or digit (e.g. alice or team-bob).",
     );
   }
+  // Studios (core/studio.ts) go by studio-<name> in the registry and serving.
+  if (name.startsWith("studio-")) throw badInput(`"${name}" is reserved: names starting with studio- belong to studios.`, "Pick another avatar name (e.g. without the studio- prefix).");
   return name;
 }
 

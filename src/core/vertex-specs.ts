@@ -222,8 +222,8 @@ export function uploadModelRequest(loc: VertexLocation, input: UploadModelInput)
  * A dedicated endpoint predicts at its own DNS name (10 MB, the inference timeout set here); a
  * shared one at `{region}-aiplatform.googleapis.com` (1.5 MB, 60 s). See core/endpoint-types.ts.
  */
-export function createEndpointRequest(loc: VertexLocation, name: string, type: EndpointType) {
-  const endpoint = { displayName: avatarResourceId(name), labels: { avatar: name, "managed-by": MANAGED_BY } };
+export function createEndpointRequest(loc: VertexLocation, name: string, type: EndpointType, extraLabels: Record<string, string> = {}) {
+  const endpoint = { displayName: avatarResourceId(name), labels: { ...extraLabels, avatar: name, "managed-by": MANAGED_BY } };
   return {
     parent: locationName(loc),
     endpointId: avatarResourceId(name),
@@ -241,6 +241,8 @@ export interface DeployModelInput {
   gpu: Gpu;
   minReplicas: number;
   maxReplicas: number;
+  /** DeployedModel.serviceAccount: the serving container's identity (studios read the bucket). */
+  serviceAccount?: string;
 }
 
 /** The deployed model's display name carries the run id, so endpoint info can show it without a lookup. */
@@ -265,6 +267,9 @@ export function deployModelRequest(loc: VertexLocation, input: DeployModelInput)
         minReplicaCount: input.minReplicas,
         maxReplicaCount: input.maxReplicas,
       },
+      // The identity of the serving container (a studio reads LoRAs from the bucket; the default
+      // identity may read only the model's own artifacts).
+      ...(input.serviceAccount ? { serviceAccount: input.serviceAccount } : {}),
     },
     // "0" is the model being deployed: it takes all traffic.
     trafficSplit: { "0": 100 },

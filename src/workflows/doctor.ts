@@ -79,6 +79,33 @@ async function checkBucket(ctx: Context, credentials: Check): Promise<Check> {
   }
 }
 
+/**
+ * vertex: the studios' serving identity (AVATAR_SERVING_SERVICE_ACCOUNT) may read the bucket. Vertex's
+ * default serving identity may read only a model's own artifacts, and a studio reads every avatar's
+ * LoRA and its manifest from the bucket. Checked on the bucket's IAM policy; a project-level grant
+ * would also do and is not seen here, hence a warning, not a failure.
+ */
+async function checkStudioServing(ctx: Context, credentials: Check): Promise<Check | undefined> {
+  const { backend, bucket, project } = ctx.config.values;
+  if (backend !== "vertex" || !bucket) return undefined;
+  const account = ctx.env.AVATAR_SERVING_SERVICE_ACCOUNT;
+  if (!account) return ok("studio serving", "no serving service account set (only studios need one: AVATAR_SERVING_SERVICE_ACCOUNT or deploy --service-account)");
+  if (credentials.status === "fail" && !ctx.env.AVATAR_GCS_ENDPOINT) return warn("studio serving", `${account} not checked: no credentials`, credentials.hint);
+  const grant = `gcloud storage buckets add-iam-policy-binding gs://${bucket} --member serviceAccount:${account} --role roles/storage.objectViewer`;
+  try {
+    const { createStorage } = await import("../backends/vertex/clients.ts");
+    const { bucketReadRole } = await import("../core/studio.ts");
+    const storage = await createStorage({ project, env: ctx.env, maxRetries: 0 });
+    const [policy] = await storage.bucket(bucket).iam.getPolicy({ requestedPolicyVersion: 3 });
+    const role = bucketReadRole(policy as Parameters<typeof bucketReadRole>[0], account);
+    return role
+      ? ok("studio serving", `${account} may read gs://${bucket} (${role})`)
+      : warn("studio serving", `${account} has no read role on gs://${bucket}: a studio's server could not read its manifest and LoRAs (unless granted on the project)`, grant);
+  } catch (error) {
+    return warn("studio serving", `could not check that ${account} may read gs://${bucket}: its IAM policy did not read (${(error as Error).message.split("\n")[0]})`, `Needs storage.buckets.getIamPolicy. To grant read access: ${grant}`);
+  }
+}
+
 /** One cheap read (a list of at most one job): the API is enabled, the region exists, we may read. */
 async function checkVertexApi(ctx: Context, credentials: Check): Promise<Check | undefined> {
   const { backend, project, region } = ctx.config.values;
@@ -148,6 +175,7 @@ export async function runDoctor(ctx: Context): Promise<DoctorReport> {
     credentials,
     checkProject(ctx),
     await checkBucket(ctx, credentials),
+    await checkStudioServing(ctx, credentials),
     await checkVertexApi(ctx, credentials),
     checkGpuRegion(ctx),
     ...(await checkPython(ctx)),

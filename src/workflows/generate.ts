@@ -29,6 +29,8 @@ export interface GenerateInput {
   format: "jpeg" | "png";
   outDir: string;
   contactSheet: boolean;
+  /** The studio to generate from (default: the avatar's own endpoint, else a studio serving it). */
+  studio?: string;
   /** Also keep the results in the store, under <name>/outputs/<stamp>/ (`--batch`). */
   store?: boolean;
   /** Score each image's likeness to the avatar's photos in the store (default true). */
@@ -39,6 +41,8 @@ export interface GenerateResult {
   dir: string;
   images: GeneratedImage[];
   contactSheet?: string;
+  /** The studio that served the images (absent: the avatar's own endpoint). */
+  studio?: string;
   /** Where the store keeps a copy (with `store`). */
   stored?: { uri: string; objects: number };
 }
@@ -69,8 +73,11 @@ async function notDeployed(ctx: Context, backend: Backend, input: GenerateInput)
 }
 
 export async function generateImages(ctx: Context, backend: Backend, input: GenerateInput): Promise<GenerateResult> {
-  const endpoint = await backend.serving.get(input.name);
-  if (!endpoint || endpoint.state !== "ready") throw await notDeployed(ctx, backend, input);
+  // Her own endpoint, else a studio that serves her (or the one --studio names).
+  const { findServingEndpoint } = await import("./studio.ts");
+  const target = await findServingEndpoint(backend, input.name, input.studio);
+  if (!target) throw await notDeployed(ctx, backend, input);
+  const avatarParameter = target.avatar ? { avatar: target.avatar } : {};
   const dir = await newOutputFolder(resolve(ctx.cwd, input.outDir, input.name), newRunId());
   const baseSeed = firstSeed(input);
   const total = input.prompts.length * input.numImages;
@@ -85,7 +92,7 @@ export async function generateImages(ctx: Context, backend: Backend, input: Gene
         if (ctx.signal.aborted) throw new AvatarError("INTERRUPTED", `Interrupted after ${images.length} of ${total} images (kept in ${dir}).`);
         const seed = baseSeed + images.length; // every image its own seed, reproducible from the first
         const instance = input.negativePrompt ? { prompt, negative_prompt: input.negativePrompt } : { prompt };
-        const response = await backend.serving.predict(input.name, { instances: [instance], parameters: { ...parameters, num_images: 1, seed } }, { signal: ctx.signal });
+        const response = await backend.serving.predict(target.endpoint, { instances: [instance], parameters: { ...parameters, ...avatarParameter, num_images: 1, seed } }, { signal: ctx.signal });
         const prediction = response.predictions[0] as Prediction | undefined;
         if (!prediction?.image_b64) throw new AvatarError("REMOTE_FAILED", "The endpoint answered without an image.");
         images.push(await writePrediction(dir, images.length + 1, raw, prompt, seed, prediction));
@@ -101,5 +108,5 @@ export async function generateImages(ctx: Context, backend: Backend, input: Gene
   progress.done();
   const contactSheet = await finishOutputs(ctx, input.name, dir, images, input.contactSheet, input.likeness === false ? undefined : backend);
   const stored = input.store ? await storeOutputs(ctx, backend, input.name, dir) : undefined;
-  return { dir, images, contactSheet, ...(stored ? { stored } : {}) };
+  return { dir, images, contactSheet, ...(stored ? { stored } : {}), ...(target.studio ? { studio: target.studio } : {}) };
 }

@@ -1,6 +1,7 @@
 // What exists for each avatar: training runs, model versions, endpoints (found by name/labels).
 import type { Backend, EndpointInfo, ModelVersion, TrainingJob } from "../backends/backend.ts";
 import { endpointBilling, type Billing } from "../core/costs.ts";
+import { studioOf } from "../core/studio.ts";
 
 export interface AvatarInventory {
   name: string;
@@ -13,7 +14,10 @@ export interface AvatarInventory {
 
 export async function inventory(backend: Backend, name?: string, now = new Date()): Promise<AvatarInventory[]> {
   const filter = name ? { name } : {};
-  const [runs, models, endpoints] = await Promise.all([backend.training.list(filter), backend.registry.list(filter), backend.serving.list(filter)]);
+  const [runs, allModels, allEndpoints] = await Promise.all([backend.training.list(filter), backend.registry.list(filter), backend.serving.list(filter)]);
+  // Studios' models and endpoints are listed by `avatar studio list` (and as studios by `list`).
+  const models = allModels.filter((m) => !studioOf(m));
+  const endpoints = allEndpoints.filter((e) => !studioOf(e));
   const names = new Set([...runs.map((r) => r.name), ...models.map((m) => m.name), ...endpoints.map((e) => e.name)]);
   if (name) names.add(name);
   return [...names].sort().map((n) => {

@@ -10,12 +10,16 @@ import {
 import {
   createEndpointRequest, deployModelRequest, runIdOfDeployedModel, undeployAllRequests, type PlannedRequest,
 } from "../../core/vertex-specs.ts";
+import { STUDIO_LABEL } from "../../core/studio.ts";
 import type { DeploySpec, EndpointInfo, PredictResponse, ServingService } from "../backend.ts";
 import { errorContext, isNotFound, readRetrying, type VertexContext } from "./context.ts";
 import { mapVertexError } from "./errors.ts";
 import { waitOperation } from "./lro.ts";
 import { PendingDeploys, type PendingState } from "./pending-deploy.ts";
 import { predictOn, routeOf, type Route } from "./predict.ts";
+
+/** A studio's endpoint carries its avatar-studio label too (core/studio.ts). */
+const studioLabelOf = (labels: Record<string, string>): Record<string, string> => (labels[STUDIO_LABEL] ? { [STUDIO_LABEL]: labels[STUDIO_LABEL] } : {});
 
 interface DeployedModelLike {
   id?: string | null;
@@ -126,6 +130,7 @@ export class VertexServing implements ServingService {
       gpu: spec.gpu,
       minReplicas: spec.minReplicas,
       maxReplicas: spec.maxReplicas,
+      ...(spec.serviceAccount ? { serviceAccount: spec.serviceAccount } : {}),
     });
   }
 
@@ -137,7 +142,7 @@ export class VertexServing implements ServingService {
     this.#checkType(ep, spec);
     if (this.#serves(ep, spec)) return [...follow, { service: "EndpointService", method: "DeployModel", request: null, note: `not needed: version ${spec.version.versionId} is already serving` }];
     const planned: PlannedRequest[] = [...follow];
-    const create = createEndpointRequest(this.#v.loc, spec.name, spec.endpointType ?? "dedicated");
+    const create = createEndpointRequest(this.#v.loc, spec.name, spec.endpointType ?? "dedicated", studioLabelOf(spec.labels));
     if (!ep) planned.push({ service: "EndpointService", method: "CreateEndpoint", request: create, ...(this.#v.offline ? { note: "unless it exists: not checked without credentials" } : {}) });
     planned.push({ service: "EndpointService", method: "DeployModel", request: this.#deployRequest(spec) });
     for (const old of ep?.deployedModels ?? []) {
@@ -198,7 +203,7 @@ export class VertexServing implements ServingService {
     options.onStage?.("creating the endpoint");
     const context = errorContext(this.#v, `creating the endpoint of ${spec.name}`, { kind: "serving", gpu: spec.gpu });
     try {
-      const [op] = await endpoints.createEndpoint(createEndpointRequest(this.#v.loc, spec.name, spec.endpointType ?? "dedicated"));
+      const [op] = await endpoints.createEndpoint(createEndpointRequest(this.#v.loc, spec.name, spec.endpointType ?? "dedicated", studioLabelOf(spec.labels)));
       return (await waitOperation(op, (n) => endpoints.checkCreateEndpointProgress(n), {
         intervalMs: this.#v.poll.operationMs,
         retry: this.#v.retry,

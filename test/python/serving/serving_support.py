@@ -339,3 +339,35 @@ def load_handler_module(name: str = "avatar_handler_under_test"):
     return module
 
 
+
+
+# ------------------------------------------------------------------------------------------
+# studio mode: a studio model directory (handler.py + studio.json) and its manifest
+
+
+def build_avatar_dir(kind: str, base_dir: Path, out_dir: Path, name: str, *, seed: int) -> Path:
+    """A registered model directory of avatar `name` (random LoRA of `seed`), as the store keeps it."""
+    write_random_lora(kind, Path(base_dir), Path(out_dir), seed=seed)
+    meta = dict(avatar_json(kind, base_dir), name=name, run_id=f"2026010{seed % 10}-000000")
+    (Path(out_dir) / "avatar.json").write_text(json.dumps(meta, indent=2))
+    return Path(out_dir)
+
+
+def write_studio_manifest(path: Path, kind: str, base_dir: Path, avatars: dict[str, Path], *, studio: str = "family") -> Path:
+    """The manifest the CLI keeps in the store: avatar -> its registered model directory."""
+    entries = {name: {"model_uri": str(d), "run_id": json.loads((d / "avatar.json").read_text())["run_id"], "version": "1"}
+               for name, d in avatars.items()}
+    body = {"schema": 1, "studio": studio, "pipeline": kind, "base_model": str(base_dir), "avatars": entries}
+    Path(path).write_text(json.dumps(body, indent=2))
+    return Path(path)
+
+
+def build_studio_dir(kind: str, base_dir: Path, out_dir: Path, manifest: Path, *, studio: str = "family") -> Path:
+    """The studio's model directory: handler.py + requirements.txt + studio.json naming the manifest."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(HANDLER_PY, out_dir / "handler.py")
+    shutil.copy2(HANDLERS_DIR / "requirements.txt", out_dir / "requirements.txt")
+    body = {"schema": 1, "studio": studio, "pipeline": kind, "base_model": str(base_dir), "manifest": str(manifest)}
+    (out_dir / "studio.json").write_text(json.dumps(body, indent=2))
+    return out_dir

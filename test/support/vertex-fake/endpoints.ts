@@ -62,7 +62,7 @@ export function endpointService(ctx: Ctx, unary: (method: string, handler: Handl
     });
   }
 
-  async function startServer(ep: EndpointRecord, dmId: string, version: VersionRecord, machineSpec: MachineSpec, signal: AbortSignal): Promise<ServerRecord> {
+  async function startServer(ep: EndpointRecord, dmId: string, version: VersionRecord, machineSpec: MachineSpec, signal: AbortSignal, serviceAccount?: string): Promise<ServerRecord> {
     const modelDir = join(ctx.work, `serve-${dmId}`, "model");
     // What the image's entrypoint does: copy AIP_STORAGE_URI/* to the model dir.
     cpSync(version.snapshot, modelDir, { recursive: true });
@@ -72,6 +72,11 @@ export function endpointService(ctx: Ctx, unary: (method: string, handler: Handl
       PYTHONUNBUFFERED: "1",
       ...Object.fromEntries((version.resource.containerSpec.env ?? []).map((e: { name: string; value: string }) => [e.name, e.value])),
       ...ctx.options.env,
+      // The bucket is readable only under a user-managed serviceAccount: Vertex's default prediction
+      // identity may read the model's own artifacts (AIP_STORAGE_URI) and nothing else (docs:
+      // general/custom-service-account, "Prediction container"). Without one, the container's
+      // Cloud Storage client finds no emulator and no credentials, as a real one finds no access.
+      ...(serviceAccount ? { AVATAR_GCS_ENDPOINT: ctx.options.gcsEndpoint } : {}),
     };
     const sources = ["HF_MODEL_ID", "HF_MODEL_DIR"].filter((k) => env[k]);
     const log: string[] = [];
@@ -212,7 +217,7 @@ export function endpointService(ctx: Ctx, unary: (method: string, handler: Handl
           await stage("GETTING_CONTAINER_IMAGE");
           op.metadata.deploymentStage = "STARTING_MODEL_SERVER";
           try {
-            srv = await startServer(ep, dmId, version, resources.machineSpec, signal);
+            srv = await startServer(ep, dmId, version, resources.machineSpec, signal, dm.serviceAccount || undefined);
           } catch (error) {
             ctx.serverLogs.set(dmId, (error as { log?: string[] }).log ?? []);
             throw error;
