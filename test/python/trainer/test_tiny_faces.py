@@ -38,7 +38,7 @@ def test_every_world_word_is_one_token(tmp_path):
     tok = write_face_tokenizer(tmp_path)
     assert all(len(tok.tokenize(w)) == 1 for w in face_world.WORDS)
     ids = tok("a photo of sks person with long teal hair and red glasses, smiling").input_ids
-    assert len(ids) == 15  # bos + 13 words and the comma + eos
+    assert len(ids) == 16  # bos, 12 words, the comma, "smiling", eos: one token each
     assert max(tok.get_vocab().values()) == tok.eos_token_id  # end-of-text keeps the highest id
 
 
