@@ -2,8 +2,8 @@ import { defineCommand } from "./spec.ts";
 import { AvatarError } from "../core/errors.ts";
 import { validateAvatarName } from "../core/names.ts";
 
-/** LoRA steps of the demo: enough for the face base to draw the subject (about half a minute on a CPU). */
-const DEMO_STEPS = 400;
+/** LoRA steps of the demo: enough for the face base to draw the subject (about a minute on 2 CPU cores). */
+const DEMO_STEPS = 1000;
 
 export const demoCommand = defineCommand({
   name: "demo",

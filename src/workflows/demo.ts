@@ -27,7 +27,7 @@ const REBUILD = "PYTHONPATH=templates/trainer python -m avatar_trainer.tiny_face
 /** Who the synthetic photos show: a pair of attributes the face base never saw together. */
 export const DEMO_SUBJECT = "long teal hair and round red glasses";
 /** How the demo trains and renders on the face base (test/python/trainer/test_learning.py uses the same). */
-export const DEMO_TRAINING = { resolution: 256, rank: 4, lr: 1e-3 } as const;
+export const DEMO_TRAINING = { resolution: 256, rank: 4, lr: 5e-3 } as const;
 export const DEMO_RENDER = { steps: 20, guidance: 4 } as const;
 
 export interface DemoInput {
