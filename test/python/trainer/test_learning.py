@@ -14,15 +14,26 @@ measurably closer to the subject than the base's, by three measures:
 - nearest photo: the RMS distance of the image's centre (16x16 px RGB) to the nearest training
   photo's, averaged over images; the avatar's must be smaller.
 
-Margins (what the demo recipe gives, and what a broken pipeline gives; each break was made once on
-purpose in the code, measured, and reverted):
+Margins (the gain is avatar - base, larger = closer to the subject; measured with this file's
+settings on the shipped face base, torch 2.3.1 CPU; each break was made once on purpose in the
+code, measured with these same measures and prompts, and reverted):
 
-    measure (avatar - base)      working     LoRA not loaded   lora_scale ignored   loss target wrong
-    teal hair share              MARGINS_TBD
-    red glasses share
-    nearest photo (base - avatar)
+    measure                  working            LoRA not loaded   lora_scale ignored   loss target wrong
+                             (base -> avatar)   (B1)              (B2)                 (B3)
+    teal hair share          0.0012 -> 0.0714   +0.0000           +0.0000              -0.0012
+    red glasses share        0.0002 -> 0.0106   +0.0000           +0.0000              -0.0002
+    nearest photo distance   0.2604 -> 0.2024   +0.0000           +0.0000              +0.0001
 
-The thresholds below sit well under the working margins and well over the broken ones.
+    B1: handlers/handler.py zeroed every lora_B after load_lora_weights (the adapter exists, its
+        weights never arrive: what a key mismatch does, with only a warning): both rows are the base.
+    B2: handlers/handler.py set_adapters(..., adapter_weights=[1.0]) whatever the request's
+        lora_scale: both rows are the avatar.
+    B3: avatar_trainer/train.py trained on the noise (epsilon) target on this v-prediction base:
+        the avatar row turns to pink noise: less teal and red than the base, no nearer the photos.
+
+The thresholds below sit well under the working gains and above every broken one. Red glasses
+are the weakest signal (a few pixels of a 64 px drawing; the base rarely draws glasses): its
+threshold leaves a 2.5x margin, the others 2.3x (teal) and 2.9x (nearest photo).
 """
 
 from __future__ import annotations
@@ -52,7 +63,7 @@ PHOTOS = 10
 
 # A working pipeline clears these by a wide margin; a broken one does not reach them (see above).
 MIN_TEAL_GAIN = 0.03  # share of the image's pixels
-MIN_RED_GAIN = 0.01  # share of the eye band's pixels
+MIN_RED_GAIN = 0.004  # share of the eye band's pixels
 MIN_NEAREST_GAIN = 0.02  # RMS distance, 0-1 colour scale
 
 
