@@ -1,5 +1,6 @@
 """The tiny face base: its world, its tokenizer, its VAE's fixed stages, the shipped files and the
-rebuild's determinism (a short rebuild twice gives the same bytes; the full one takes ~20 min)."""
+rebuild's determinism (a short rebuild twice gives the same bytes; the full one takes far longer, see
+README "What the demo shows")."""
 
 from __future__ import annotations
 
