@@ -23,16 +23,17 @@ code, measured with these same measures, prompts and seeds, and reverted):
 
     measure                  working            LoRA not loaded   lora_scale ignored   loss target wrong
                              (base -> avatar)   (B1)              (B2)                 (B3)
-    teal hair share          0.0012 -> 0.1045   +0.0000           +0.0000              B3_TEAL
-    nearest photo distance   0.2604 -> 0.1940   +0.0000           +0.0000              B3_NEAR
-    (red glasses share       0.0002 -> 0.0006   +0.0000           +0.0000              B3_RED)
+    teal hair share          0.0012 -> 0.1045   +0.0000           +0.0000              -0.0007
+    nearest photo distance   0.2604 -> 0.1940   +0.0000           +0.0000              -0.0063
+    (red glasses share       0.0002 -> 0.0006   +0.0000           +0.0000              +0.0011)
 
     B1: handlers/handler.py zeroed every lora_B after load_lora_weights (the adapter exists, its
         weights never arrive: what a key mismatch does, with only a warning): both rows are the base.
     B2: handlers/handler.py set_adapters(..., adapter_weights=[1.0]) whatever the request's
-        lora_scale: both rows are the avatar.
+        lora_scale: both rows are the avatar. (B1 and B2 were measured on a LoRA trained without
+        --flip; they leave the two rows identical, so every gain is exactly 0 whatever the LoRA.)
     B3: avatar_trainer/train.py trained on the noise (epsilon) target on this v-prediction base:
-        the avatar row turns to pink noise: less teal than the base, no nearer the photos.
+        the avatar row turns to pink noise: less teal than the base, and further from the photos.
 
 The thresholds sit at about a third of the working gains (teal +0.03 of +0.103, nearest photo +0.02
 of +0.066) and well above every broken one.
