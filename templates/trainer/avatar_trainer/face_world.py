@@ -260,7 +260,7 @@ def render(f: Face, size: int, rng: random.Random | None = None):
         rx, ry = rx * 0.9, ry * 1.08
     turn = {"facing forward": 0.0, "turned left": -1.0, "turned right": 1.0}[f.pose]
     dx = turn * rx * 0.22
-    w = max(1, round(S * 0.016 * sc))  # line width: about 1 px at 64 px (glasses: 2.5)
+    w = max(1, round(S * 0.016 * sc))  # line width: about 1 px at 64 px (glasses: 2)
 
     # Shoulders, neck (not tilted with the head).
     shirt = SHIRTS[f.shirt]
@@ -297,22 +297,13 @@ def render(f: Face, size: int, rng: random.Random | None = None):
     if f.hair_style == "bun":
         r = rx * 0.38
         h.ellipse([cx - r + dx * 0.3, cy - ry * 1.05 - r * 1.4, cx + r + dx * 0.3, cy - ry * 1.05 + r * 0.6], fill=hair)
-    # Eyebrows; tinted lenses (glasses are a patch of their colour, not only a thin frame: a 16x16
-    # latent keeps a patch); eyes.
+    # Eyebrows, eyes.
     brow = hair if f.hair_style != "bald" else (70, 50, 40)
     ey = cy - ry * 0.1
-    gr = rx * 0.27
     for side in (-1, 1):
         ex = cx + side * rx * 0.4 + dx
         er = rx * 0.15
         h.line([ex - er * 1.2, ey - er * 1.7, ex + er * 1.2, ey - er * 1.9], fill=brow, width=w)
-        if f.glasses:
-            lens = [ex - gr, ey - gr * 0.85, ex + gr, ey + gr * 0.85]
-            tint = _mix(GLASSES[f.glasses], (255, 255, 255), 0.3)
-            if f.glasses_shape == "round":
-                h.ellipse(lens, fill=tint)
-            else:
-                h.rounded_rectangle(lens, radius=gr * 0.2, fill=tint)
         h.ellipse([ex - er, ey - er * 0.7, ex + er, ey + er * 0.7], fill=(250, 250, 250))
         ir = er * 0.62
         h.ellipse([ex - ir + dx * 0.15, ey - ir, ex + ir + dx * 0.15, ey + ir], fill=EYES[f.eyes])
@@ -328,14 +319,15 @@ def render(f: Face, size: int, rng: random.Random | None = None):
     # Glasses: thick frames over the eyes and a bridge.
     if f.glasses:
         g = GLASSES[f.glasses]
+        gr = rx * 0.27
         for side in (-1, 1):
             gx = cx + side * rx * 0.4 + dx
             rect = [gx - gr, ey - gr * 0.85, gx + gr, ey + gr * 0.85]
             if f.glasses_shape == "round":
-                h.ellipse(rect, outline=g, width=round(2.5 * w))
+                h.ellipse(rect, outline=g, width=2 * w)
             else:
-                h.rounded_rectangle(rect, radius=gr * 0.2, outline=g, width=round(2.5 * w))
-        h.line([cx - rx * 0.4 + dx + gr, ey, cx + rx * 0.4 + dx - gr, ey], fill=g, width=round(2.5 * w))
+                h.rounded_rectangle(rect, radius=gr * 0.2, outline=g, width=2 * w)
+        h.line([cx - rx * 0.4 + dx + gr, ey, cx + rx * 0.4 + dx - gr, ey], fill=g, width=2 * w)
     # Hats.
     if f.hat:
         c = HAT_COLOURS[f.hat_colour]
