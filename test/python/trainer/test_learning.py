@@ -14,8 +14,8 @@ failure names the measure that fell short):
 
 A third, red glasses (the share of bright red pixels, hue within 15° of red, strongly saturated, in
 the eye band: rows 35-62 %, columns 20-80 %; only glasses are that red in the face world), is
-printed but not asserted: the base hardly ever draws glasses, and whether 1000 LoRA steps add
-them depends on the run (0.0106 of the band without --flip, 0.0006 with it, for a base's 0.0002).
+printed but not asserted: glasses are 2 px frames in a 64 px drawing, the base hardly ever draws
+them, and 1000 LoRA steps do not teach them (0.0002 of the band for base and avatar alike).
 
 Margins (the gain is avatar - base, larger = closer to the subject; measured with this file's
 settings on the shipped face base, torch 2.3.1 CPU; each break was made once on purpose in the
@@ -23,20 +23,21 @@ code, measured with these same measures, prompts and seeds, and reverted):
 
     measure                  working            LoRA not loaded   lora_scale ignored   loss target wrong
                              (base -> avatar)   (B1)              (B2)                 (B3)
-    teal hair share          0.0012 -> 0.1045   +0.0000           +0.0000              -0.0007
-    nearest photo distance   0.2604 -> 0.1940   +0.0000           +0.0000              -0.0063
-    (red glasses share       0.0002 -> 0.0006   +0.0000           +0.0000              +0.0011)
+    teal hair share          0.0012 -> 0.0562   +0.0000           +0.0000              -0.0008
+    nearest photo distance   0.2581 -> 0.2016   +0.0000           +0.0000              -0.0095
+    (red glasses share       0.0002 -> 0.0002   +0.0000           +0.0000              -0.0002)
 
     B1: handlers/handler.py zeroed every lora_B after load_lora_weights (the adapter exists, its
         weights never arrive: what a key mismatch does, with only a warning): both rows are the base.
     B2: handlers/handler.py set_adapters(..., adapter_weights=[1.0]) whatever the request's
-        lora_scale: both rows are the avatar. (B1 and B2 were measured on a LoRA trained without
-        --flip; they leave the two rows identical, so every gain is exactly 0 whatever the LoRA.)
+        lora_scale: both rows are the avatar. (B1 and B2 were measured on an earlier LoRA of this test (no
+        --flip); they leave the two rows identical, so every gain is exactly 0 whatever the LoRA.)
     B3: avatar_trainer/train.py trained on the noise (epsilon) target on this v-prediction base:
         the avatar row turns to pink noise: less teal than the base, and further from the photos.
 
-The thresholds sit at about a third of the working gains (teal +0.03 of +0.103, nearest photo +0.02
-of +0.066) and well above every broken one.
+The thresholds sit under half the working gains (teal +0.025 of +0.055, nearest photo +0.02 of
++0.057) and well above every broken one. The working run takes about 85 s (1000 steps on one
+thread, 16 renders) on 2 cores at load average 3.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ SEEDS = (7, 8)
 PHOTOS = 10
 
 # A working pipeline clears these by a wide margin; a broken one does not reach them (see above).
-MIN_TEAL_GAIN = 0.03  # share of the image's pixels
+MIN_TEAL_GAIN = 0.025  # share of the image's pixels
 MIN_NEAREST_GAIN = 0.02  # RMS distance, 0-1 colour scale
 
 
