@@ -38,19 +38,28 @@ describe("avatar demo", () => {
   });
   afterAll(() => rmSync(home, { recursive: true, force: true }));
 
-  it("runs the whole pipeline from a clean home: 4 images, a contact sheet, no server left", async () => {
+  it("runs the whole pipeline from a clean home: 4 avatar and 4 base images, a two-row contact sheet, no server left", async () => {
     const { code, json, stderr } = await runCli(["demo", "--json"], { env: cleanEnv(home), cwd: home, timeoutMs: LONG });
     expect(code, stderr).toBe(0);
     expect(json?.ok).toBe(true);
     const data = json!.data;
     expect(data.images).toHaveLength(4);
-    for (const file of data.images) {
+    expect(data.baseImages).toHaveLength(4);
+    for (const file of [...data.images, ...data.baseImages]) {
       const { width, height } = await decodable(file);
-      expect(width).toBeGreaterThan(0);
+      expect(width).toBe(256); // the face base renders 256 px (its 64 px drawings, 4x)
       expect(height).toBe(width);
     }
+    // The same seeds at lora_scale 0 and 1: the base row and the avatar row differ image by image.
+    for (const [i, file] of data.images.entries()) {
+      expect(readFileSync(file).equals(readFileSync(data.baseImages[i])), `image ${i + 1}`).toBe(false);
+    }
+    expect(data.subject).toBe("long teal hair and round red glasses");
     expect(existsSync(data.contactSheet)).toBe(true);
-    expect((await decodable(data.contactSheet)).width).toBeGreaterThan((await decodable(data.images[0])).width);
+    const sheet = await decodable(data.contactSheet);
+    expect(sheet.width).toBeGreaterThan(4 * 256); // a label column and four tiles per row
+    expect(sheet.height).toBeGreaterThan(2 * 256); // two rows: base, avatar
+    expect(sheet.height).toBeLessThan(3 * 256);
     expect(data.phases.map((p: { phase: string }) => p.phase)).toEqual([
       "Python environment", "Selfies", "Tiny base model", "Prepare", "Upload", "Train", "Register", "Deploy", "Generate", "Down",
     ]);

@@ -1,6 +1,6 @@
 // First use of the local backend: the Python environment is set up once and announced once.
 // A stand-in python (AVATAR_PYTHON) plays `python -m venv`, `pip install uv` and `uv pip install`,
-// so the real set-up code runs in a second; the demo then stops at the tiny model it cannot build.
+// so the real set-up code runs in a second; the demo then stops at the selfies it cannot draw.
 import { chmodSync, existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -29,7 +29,7 @@ describe("the local backend's first use", () => {
     expect(existsSync(join(venv, ".avatar-env.json"))).toBe(true); // the environment was set up, by the real code
     expect(stderr).toMatch(/First use of the local backend/);
     expect(stderr.match(/Python environment ready/g), stderr).toHaveLength(1);
-    expect(code).toBe(1); // the stand-in cannot build the tiny model: the demo stops there
-    expect(stderr).toMatch(/Building the tiny demo model failed/);
+    expect(code).toBe(1); // the stand-in cannot draw the synthetic selfies (Python): the demo stops there
+    expect(stderr).toMatch(/Drawing the demo's synthetic selfies failed/);
   });
 });
