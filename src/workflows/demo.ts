@@ -124,6 +124,9 @@ export async function runDemo(ctx: Context, backend: Backend, input: DemoInput):
         token: "sks",
         classWord: "person",
         caption: "none",
+        // The drawn world is symmetric: mirrored views double the demo's few photos (the learning
+        // test trains the same way). Real faces train without it (train's default).
+        flip: true,
         checkpointEvery: Math.max(50, Math.ceil(input.steps / 4)),
         spot: false,
         detach: false,
