@@ -9,22 +9,10 @@ import { pathToFileURL } from "node:url";
 import sharp from "sharp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { cleanEnv, cliPath, runCli, spawnEnv } from "../support/cli.ts";
+import { processesMentioning } from "../support/processes.ts";
 
 const LONG = 15 * 60_000;
 
-/** Command lines of running processes that mention `needle` (servers or trainers left behind). */
-function processesMentioning(needle: string): string[] {
-  const found: string[] = [];
-  for (const pid of readdirSync("/proc").filter((p) => /^\d+$/.test(p))) {
-    try {
-      const cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8").replace(/\0/g, " ");
-      if (cmdline.includes(needle) && !cmdline.includes("vitest")) found.push(`${pid}: ${cmdline}`);
-    } catch {
-      // the process ended while we looked
-    }
-  }
-  return found;
-}
 
 async function decodable(file: string): Promise<{ width: number; height: number }> {
   const meta = await sharp(file).metadata();

@@ -1,7 +1,9 @@
 // Shared by the studio e2e files: a model folder for `register --artifact-uri` made from another
-// avatar's trained files (a third avatar without a third training run), and process lookup.
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+// avatar's trained files (a third avatar without a third training run); process lookup is re-exported.
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+
+export { processesMentioning } from "../support/processes.ts";
 
 /** Writes <dir> with `weights` and an avatar.json of `avatar` renamed to `name` (run `runId`, other fields changed by `patch`). */
 export function artifactFolder(dir: string, name: string, runId: string, weights: Buffer, avatarJson: Buffer, patch: Record<string, unknown> = {}): string {
@@ -12,16 +14,3 @@ export function artifactFolder(dir: string, name: string, runId: string, weights
   return dir;
 }
 
-/** Command lines of running processes that mention `needle` (the servers a test left running). */
-export function processesMentioning(needle: string): string[] {
-  const found: string[] = [];
-  for (const pid of readdirSync("/proc").filter((p) => /^\d+$/.test(p))) {
-    try {
-      const cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8").replace(/\0/g, " ");
-      if (cmdline.includes(needle) && !cmdline.includes("vitest")) found.push(`${pid}: ${cmdline}`);
-    } catch {
-      // the process ended while we looked
-    }
-  }
-  return found;
-}
