@@ -5,7 +5,7 @@ export const likenessCommand = defineCommand({
   name: "likeness",
   summary: "Score how much images look like an avatar's person (face identity), against its training photos or a folder",
   description:
-    "Finds the largest face in each image and compares its identity embedding with the faces of the reference photos: the avatar's newest dataset in the store (the photos it was trained on), or a folder of photos when the first argument is a folder. Prints one line per image: its likeness (about 0.6 and above: very likely the same person; see the README) and whether a face was found. Runs on this machine; nothing is uploaded.",
+    "Finds the largest face in each image and compares its identity embedding with the faces of the reference photos: the avatar's newest dataset in the store (the photos it was trained on), or a folder of photos when the first argument is a folder. Prints one line per image: its likeness (cosine of face-identity embeddings: about 0.93 and above reads as the same person, 0.90 and below as someone else; see the README) and whether a face was found. Runs on this machine; nothing is uploaded.",
   args: [
     { name: "source", description: "avatar name, or a folder of the person's photos", required: true },
     { name: "images", description: "image files to score", required: true, variadic: true },
