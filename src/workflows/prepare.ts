@@ -147,10 +147,13 @@ export async function prepareDataset(ctx: Pick<Context, "cwd" | "out" | "signal"
   const skips: FileReport[] = [];
   const found = await scan(root, options.recursive === true, skips);
 
-  // The face model loads (~0.4 s) while sharp and the first photos decode; photos then queue for it one at a time.
-  const loadingModel = options.faceCheck
-    ? import("./faces/index.ts")
-        .then((faces) => faces.loadFaceModel())
+  // The face model loads (~0.4 s) in a worker thread while sharp and the first photos decode; photos
+  // then queue for it one at a time, while the main thread crops and writes the others.
+  const faceModel = options.faceCheck ? import("./faces/index.ts").then((faces) => faces.startFaceModel()) : undefined;
+  const closeFaceModel = () => faceModel?.then((handle) => handle.close()).catch(() => undefined);
+  const loadingModel = faceModel
+    ? faceModel
+        .then((handle) => handle.model)
         .catch((error: unknown) => {
           throw new AvatarError("ENVIRONMENT", `Could not load the face model: ${error instanceof Error ? error.message : String(error)}`, {
             cause: error,
@@ -179,7 +182,7 @@ export async function prepareDataset(ctx: Pick<Context, "cwd" | "out" | "signal"
         return processOne(sharp, item, scratch, { maxSize, minSize, spool, index, pacer, ...(faces ? { faces } : {}) });
       },
       () => progress?.update(++done),
-    );
+    ).finally(closeFaceModel);
     progress?.done();
 
     const otherPeople = faces ? skipOtherPeople(processed) : [];
