@@ -170,7 +170,9 @@ export async function prepareDataset(ctx: Pick<Context, "cwd" | "out" | "signal"
   try {
     const progress = found.length > 0 ? ctx.out.progress(faces ? "Preparing photos (checking faces)" : "Preparing photos", found.length, "steps") : undefined;
     let done = 0;
-    const workers = Math.max(1, Math.min(4, availableParallelism()));
+    // With face checks a photo spends part of its turn queued for the detector (a worker thread, not
+    // a core of this pool): two more photos in flight keep that queue from running dry.
+    const workers = Math.max(1, Math.min(4, availableParallelism())) + (faces ? 2 : 0);
     const pacer = new MemoryPacer();
     const processed = await pool(
       found,

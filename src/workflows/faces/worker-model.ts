@@ -25,6 +25,8 @@ export type WorkerReply =
   | { kind: "failed"; id: number; message: string };
 
 export interface FaceModelHandle {
+  /** Where detection runs. */
+  thread: "worker" | "main";
   /** Settles once the model is loaded (rejects with the reason when it cannot load). */
   model: Promise<FaceModel>;
   /** Ends the worker (a no-op for the main-thread model, which stays cached for the process). */
@@ -34,7 +36,7 @@ export interface FaceModelHandle {
 /** Starts loading the face model now: in a worker thread when the build has one, else here. */
 export function startFaceModel(): FaceModelHandle {
   const file = workerFile();
-  if (!file) return { model: loadFaceModel(), close: async () => undefined };
+  if (!file) return { thread: "main", model: loadFaceModel(), close: async () => undefined };
   return startWorker(file);
 }
 
@@ -118,6 +120,7 @@ function startWorker(file: string): FaceModelHandle {
   worker.on("exit", (code) => stop(new Error(`the face model's worker thread stopped (exit code ${code})`)));
 
   return {
+    thread: "worker",
     model,
     close: async () => {
       stop(new Error("the face model was closed"));
