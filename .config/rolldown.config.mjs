@@ -6,7 +6,9 @@
 //                     it from one V8 code cache;
 //   dist/chunks/*     workflows, backends and the rest, loaded by import() when a command needs them;
 //   dist/boot.cjs     the loader bin/avatar.js calls (src/boot.ts);
-//   dist/avatar.cjs   the entry, re-exporting startup.cjs (main, run).
+//   dist/avatar.cjs   the entry, re-exporting startup.cjs (main, run);
+//   dist/face-worker.cjs  the face model's worker thread (src/workflows/faces/worker-entry.ts), which
+//                     prepare starts by path (worker-model.ts), so it needs a file of its own.
 // Packages other than commander stay in node_modules and load only when a command needs them.
 import { defineConfig } from "rolldown";
 
@@ -68,7 +70,7 @@ const startupImportsNoPackageDynamically = {
 };
 
 export default defineConfig({
-  input: { avatar: "src/main.ts", boot: "src/boot.ts" },
+  input: { avatar: "src/main.ts", boot: "src/boot.ts", "face-worker": "src/workflows/faces/worker-entry.ts" },
   platform: "node",
   plugins: [commanderBuiltinsPlugin, recordGraph, startupImportsNoPackageDynamically],
   external: (id, importer) => {

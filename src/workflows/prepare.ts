@@ -147,10 +147,13 @@ export async function prepareDataset(ctx: Pick<Context, "cwd" | "out" | "signal"
   const skips: FileReport[] = [];
   const found = await scan(root, options.recursive === true, skips);
 
-  // The face model loads (~0.4 s) while sharp and the first photos decode; photos then queue for it one at a time.
-  const loadingModel = options.faceCheck
-    ? import("./faces/index.ts")
-        .then((faces) => faces.loadFaceModel())
+  // The face model loads (~0.4 s) in a worker thread while sharp and the first photos decode; photos
+  // then queue for it one at a time, while the main thread crops and writes the others.
+  const faceModel = options.faceCheck ? import("./faces/index.ts").then((faces) => faces.startFaceModel()) : undefined;
+  const closeFaceModel = () => faceModel?.then((handle) => handle.close()).catch(() => undefined);
+  const loadingModel = faceModel
+    ? faceModel
+        .then((handle) => handle.model)
         .catch((error: unknown) => {
           throw new AvatarError("ENVIRONMENT", `Could not load the face model: ${error instanceof Error ? error.message : String(error)}`, {
             cause: error,
@@ -167,7 +170,9 @@ export async function prepareDataset(ctx: Pick<Context, "cwd" | "out" | "signal"
   try {
     const progress = found.length > 0 ? ctx.out.progress(faces ? "Preparing photos (checking faces)" : "Preparing photos", found.length, "steps") : undefined;
     let done = 0;
-    const workers = Math.max(1, Math.min(4, availableParallelism()));
+    // With face checks a photo spends part of its turn queued for the detector (a worker thread, not
+    // a core of this pool): two more photos in flight keep that queue from running dry.
+    const workers = Math.max(1, Math.min(4, availableParallelism())) + (faces ? 2 : 0);
     const pacer = new MemoryPacer();
     const processed = await pool(
       found,
@@ -179,7 +184,7 @@ export async function prepareDataset(ctx: Pick<Context, "cwd" | "out" | "signal"
         return processOne(sharp, item, scratch, { maxSize, minSize, spool, index, pacer, ...(faces ? { faces } : {}) });
       },
       () => progress?.update(++done),
-    );
+    ).finally(closeFaceModel);
     progress?.done();
 
     const otherPeople = faces ? skipOtherPeople(processed) : [];
