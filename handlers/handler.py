@@ -659,13 +659,20 @@ class ObjectReader:
         return self._local(uri).read_bytes()
 
     def fetch(self, uri: str, dest: Path) -> None:
-        if uri.startswith("gs://"):
-            blob = self._blob(uri)
-            if blob is None:
-                raise FileNotFoundError(f"{uri} does not exist")
-            blob.download_to_filename(str(dest))
-        else:
-            shutil.copyfile(self._local(uri), dest)
+        """Copies ``uri`` to ``dest`` whole or not at all: the studio's cache trusts any file it
+        finds, so an interrupted download must not leave a truncated one behind."""
+        partial = dest.with_name(dest.name + ".partial")
+        try:
+            if uri.startswith("gs://"):
+                blob = self._blob(uri)
+                if blob is None:
+                    raise FileNotFoundError(f"{uri} does not exist")
+                blob.download_to_filename(str(partial))
+            else:
+                shutil.copyfile(self._local(uri), partial)
+            os.replace(partial, dest)
+        finally:
+            partial.unlink(missing_ok=True)
 
 
 class StudioAvatar(NamedTuple):

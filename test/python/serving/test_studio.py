@@ -118,3 +118,25 @@ def test_single_avatar_endpoints_accept_their_own_name_only(sd15_handler):
         sd15_handler({"instances": ["x"], "parameters": dict(FAST, avatar="bob")})
     result = sd15_handler({"instances": ["x"], "parameters": dict(FAST, avatar="tiny")})
     assert len(result["predictions"]) == 1
+
+
+def test_a_failed_fetch_leaves_nothing_in_the_cache(handler_module, tmp_path, monkeypatch):
+    # The studio's LoRA cache trusts any file it finds: a copy cut short must not leave one.
+    reader = handler_module.ObjectReader()
+    source = tmp_path / "lora.safetensors"
+    source.write_bytes(b"weights")
+    dest = tmp_path / "cache" / "lora.safetensors"
+    dest.parent.mkdir()
+    reader.fetch(str(source), dest)
+    assert dest.read_bytes() == b"weights"
+
+    def cut_short(src, dst):
+        with open(dst, "wb") as out:
+            out.write(b"wei")
+        raise OSError("connection reset")
+
+    monkeypatch.setattr(handler_module.shutil, "copyfile", cut_short)
+    again = tmp_path / "cache" / "avatar.json"
+    with pytest.raises(OSError, match="connection reset"):
+        reader.fetch(str(source), again)
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["lora.safetensors"]
