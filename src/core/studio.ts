@@ -4,7 +4,7 @@
 // each one's registered LoRA lives. Adding or removing an avatar rewrites the manifest only: the
 // running handler re-reads it when its generation changes. Pure: no I/O here.
 import { badInput } from "./errors.ts";
-import { MANAGED_BY, newRunId } from "./names.ts";
+import { MANAGED_BY } from "./names.ts";
 import type { AvatarManifest } from "./run-keys.ts";
 import { checkStoreKey, checkStorePrefix } from "./store-keys.ts";
 
@@ -132,9 +132,6 @@ export function studioManifestProblem(value: unknown): string | undefined {
   if (typeof m.avatars !== "object" || m.avatars === null) return 'has no "avatars"';
   return undefined;
 }
-
-/** Run id of a studio's model version: the handler it runs, registered once per studio. */
-export const studioRunId = (now = new Date()) => newRunId(now);
 
 /** Bucket roles that let a principal read objects (storage.objects.get). */
 export const OBJECT_READ_ROLES = ["roles/storage.objectViewer", "roles/storage.objectUser", "roles/storage.objectAdmin", "roles/storage.admin", "roles/storage.legacyObjectReader", "roles/storage.legacyObjectOwner"];
