@@ -45,6 +45,7 @@ imports nothing from the avatar repository, and nothing heavy at import time.
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import logging
@@ -839,7 +840,9 @@ class EndpointHandler:
             self._evict(next(iter(self._adapters)))
         started = time.perf_counter()
         model_uri = entry["model_uri"].rstrip("/")
-        local = self._cache_dir / f"{name}-{entry['run_id'] or 'model'}"
+        # Keyed by the model folder, not the run: a run registers a version per chosen checkpoint
+        # (runs/<run>/model, model-step-NNNNNN), and another checkpoint must not hit this cache.
+        local = self._cache_dir / f"{name}-{hashlib.sha256(model_uri.encode()).hexdigest()[:16]}"
         local.mkdir(parents=True, exist_ok=True)
         for file in (AVATAR_JSON, LORA_WEIGHTS_FILE):
             if not (local / file).is_file():

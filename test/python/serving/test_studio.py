@@ -101,6 +101,22 @@ def test_manifest_changes_are_seen_without_a_new_handler(studio):
     assert "avatar_alice" not in handler.pipe.get_list_adapters().get("unet", [])
 
 
+
+def test_another_checkpoint_of_the_same_run_is_loaded_not_the_cached_one(studio, tiny_sd15_dir):
+    # A run can have a version per checkpoint (runs/<run>/model, model-step-NNNNNN): same run id,
+    # another model folder. Switching the studio to it must serve its LoRA, not the cached one.
+    studio["serve"](["alice"])
+    handler = studio["handler"]
+    first = image(handler, "alice")
+    run_id = json.loads((studio["avatars"]["alice"] / "avatar.json").read_text())["run_id"]
+    step = build_avatar_dir("sd15", tiny_sd15_dir, studio["work"] / "alice-step", "alice", seed=9)
+    meta = json.loads((step / "avatar.json").read_text())
+    (step / "avatar.json").write_text(json.dumps(dict(meta, run_id=run_id)))
+    body = json.loads(studio["manifest"].read_text())
+    body["avatars"]["alice"] = {"model_uri": str(step), "run_id": run_id, "version": "2"}
+    studio["manifest"].write_text(json.dumps(body))
+    assert np.abs(image(handler, "alice") - first).mean() > 0.5, "the other checkpoint served the cached LoRA"
+
 def test_an_avatar_of_another_base_is_refused_with_the_reason(studio, tiny_sd15_dir):
     other = studio["work"] / "other"
     build_avatar_dir("sd15", tiny_sd15_dir, other, "olga", seed=4)
