@@ -122,6 +122,9 @@ export function studioManifestProblem(value: unknown): string | undefined {
   return undefined;
 }
 
+/** A service account's email (user-managed `x@p.iam.gserviceaccount.com`, or a Google-managed one). */
+export const isServiceAccountEmail = (email: string) => /^[a-z0-9][a-z0-9-]*@[a-z0-9][a-z0-9.-]*\.gserviceaccount\.com$/.test(email);
+
 /** Bucket roles that let a principal read objects (storage.objects.get). */
 export const OBJECT_READ_ROLES = ["roles/storage.objectViewer", "roles/storage.objectUser", "roles/storage.objectAdmin", "roles/storage.admin", "roles/storage.legacyObjectReader", "roles/storage.legacyObjectOwner"];
 

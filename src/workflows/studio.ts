@@ -13,7 +13,7 @@ import { newRunId } from "../core/names.ts";
 import { MODEL_FILES, manifestProblem, runModelKey, type AvatarManifest } from "../core/run-keys.ts";
 import {
   baseMismatch, emptyStudioManifest, studioLabels, studioManifestKey, studioManifestProblem, studioModelJson, studioModelKey,
-  studioOf, studioOfManifestKey, studioResource, studiosPrefix, withAvatar, withoutAvatars, type StudioManifest,
+  isServiceAccountEmail, studioOf, studioOfManifestKey, studioResource, studiosPrefix, withAvatar, withoutAvatars, type StudioManifest,
 } from "../core/studio.ts";
 import { handlersDir } from "../paths.ts";
 import { checkServableBase } from "./register.ts";
@@ -148,9 +148,13 @@ async function registerStudioModel(backend: Backend, manifest: StudioManifest): 
 function serviceAccountFor(ctx: Context, backend: Backend, input: StudioDeployInput): string | undefined {
   if (backend.kind !== "vertex") return undefined;
   const account = input.serviceAccount ?? ctx.env[SERVICE_ACCOUNT_ENV];
-  if (account) return account;
   const { project, bucket } = ctx.config.values;
   const sa = `avatar-serving@${project ?? "PROJECT"}.iam.gserviceaccount.com`;
+  // Checked here, not left to DeployModel: a wrong value would otherwise surface minutes later.
+  if (account && !isServiceAccountEmail(account)) {
+    throw new AvatarError("USAGE", `"${account}" is not a service account email (${input.serviceAccount ? "--service-account" : SERVICE_ACCOUNT_ENV}).`, { hint: `Name one like ${sa}.` });
+  }
+  if (account) return account;
   throw new AvatarError("USAGE", `A studio on Vertex AI needs a serving service account: it reads each avatar's LoRA from gs://${bucket ?? "BUCKET"}, and Vertex's default serving identity may read only the model's own artifacts.`, {
     hint: [
       `Pass --service-account <email> (or set ${SERVICE_ACCOUNT_ENV}) naming one that can read the bucket, e.g.:`,
