@@ -45,6 +45,7 @@ imports nothing from the avatar repository, and nothing heavy at import time.
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import logging
@@ -659,13 +660,20 @@ class ObjectReader:
         return self._local(uri).read_bytes()
 
     def fetch(self, uri: str, dest: Path) -> None:
-        if uri.startswith("gs://"):
-            blob = self._blob(uri)
-            if blob is None:
-                raise FileNotFoundError(f"{uri} does not exist")
-            blob.download_to_filename(str(dest))
-        else:
-            shutil.copyfile(self._local(uri), dest)
+        """Copies ``uri`` to ``dest`` whole or not at all: the studio's cache trusts any file it
+        finds, so an interrupted download must not leave a truncated one behind."""
+        partial = dest.with_name(dest.name + ".partial")
+        try:
+            if uri.startswith("gs://"):
+                blob = self._blob(uri)
+                if blob is None:
+                    raise FileNotFoundError(f"{uri} does not exist")
+                blob.download_to_filename(str(partial))
+            else:
+                shutil.copyfile(self._local(uri), partial)
+            os.replace(partial, dest)
+        finally:
+            partial.unlink(missing_ok=True)
 
 
 class StudioAvatar(NamedTuple):
@@ -832,7 +840,9 @@ class EndpointHandler:
             self._evict(next(iter(self._adapters)))
         started = time.perf_counter()
         model_uri = entry["model_uri"].rstrip("/")
-        local = self._cache_dir / f"{name}-{entry['run_id'] or 'model'}"
+        # Keyed by the model folder, not the run: a run registers a version per chosen checkpoint
+        # (runs/<run>/model, model-step-NNNNNN), and another checkpoint must not hit this cache.
+        local = self._cache_dir / f"{name}-{hashlib.sha256(model_uri.encode()).hexdigest()[:16]}"
         local.mkdir(parents=True, exist_ok=True)
         for file in (AVATAR_JSON, LORA_WEIGHTS_FILE):
             if not (local / file).is_file():

@@ -1,5 +1,5 @@
 import { defineCommand } from "./spec.ts";
-import { formatHours, formatUsd } from "../core/costs.ts";
+import { formatHours, formatUsd, studioRateText } from "../core/costs.ts";
 import { table } from "../ui/format.ts";
 
 export const listCommand = defineCommand({
@@ -33,7 +33,7 @@ export const listCommand = defineCommand({
                 st.studio,
                 st.avatars.join(", ") || "(none)",
                 st.endpoint ? `endpoint ${st.endpoint.state}` : "not deployed",
-                ...(vertex ? [st.usdPerHour !== undefined ? `≈ ${formatUsd(st.usdPerHour)}/h (≈ ${formatUsd(st.usdPerHourPerAvatar!)}/h per avatar)` : "-"] : []),
+                ...(vertex ? [studioRateText(st) ?? "-"] : []),
               ]),
             ]),
           ]

@@ -1,5 +1,5 @@
 import { defineCommand } from "./spec.ts";
-import { billingText, formatUsd } from "../core/costs.ts";
+import { billingText, studioRateText } from "../core/costs.ts";
 import { AvatarError } from "../core/errors.ts";
 import { validateAvatarName } from "../core/names.ts";
 import type { TrainerProgress } from "../core/trainer-args.ts";
@@ -52,7 +52,7 @@ export const statusCommand = defineCommand({
           : []),
         ...(avatar!.billing ? [`billing: ${billingText(avatar!.billing)}; \`avatar down ${name}\` stops it`] : []),
         // The studios that serve this avatar, with what each bills per hour for all its avatars.
-        ...studios.map((st) => `studio: ${st.studio} (${st.endpoint ? `endpoint ${st.endpoint.state}` : "not deployed"}, with ${st.avatars.filter((a) => a !== name).join(", ") || "no other avatar"})${st.usdPerHour !== undefined ? `, ≈ ${formatUsd(st.usdPerHour)}/h (≈ ${formatUsd(st.usdPerHourPerAvatar!)}/h per avatar); \`avatar down --studio ${st.studio}\` stops it` : ""}`),
+        ...studios.map((st) => `studio: ${st.studio} (${st.endpoint ? `endpoint ${st.endpoint.state}` : "not deployed"}, with ${st.avatars.filter((a) => a !== name).join(", ") || "no other avatar"})${studioRateText(st) ? `, ${studioRateText(st)}; \`avatar down --studio ${st.studio}\` stops it` : ""}`),
         ...(batches.length
           ? ["", ...table([["BATCH", "STATE", "IMAGES"], ...batches.map((b) => [b.stamp, b.phase, `${b.counts.succeeded} done, ${b.counts.failed} failed${b.error ? `: ${b.error}` : ""}`])])]
           : []),

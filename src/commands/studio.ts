@@ -1,5 +1,5 @@
 import { defineCommand } from "./spec.ts";
-import { formatUsd } from "../core/costs.ts";
+import { studioRateText } from "../core/costs.ts";
 import { AvatarError } from "../core/errors.ts";
 import { validateAvatarName } from "../core/names.ts";
 import { table } from "../ui/format.ts";
@@ -35,7 +35,7 @@ export const studioCommand = defineCommand({
           `${s.pipeline}`,
           s.avatars.join(", ") || "(none)",
           s.endpoint ? `endpoint ${s.endpoint.state}` : "not deployed",
-          ...(vertex ? [s.usdPerHour !== undefined ? `≈ ${formatUsd(s.usdPerHour)}/h (≈ ${formatUsd(s.usdPerHourPerAvatar!)}/h per avatar)` : "-"] : []),
+          ...(vertex ? [studioRateText(s) ?? "-"] : []),
         ]);
         const human = all.length ? table([["STUDIO", "BASE", "AVATARS", "ENDPOINT", ...(vertex ? ["COST"] : [])], ...rows]) : ["No studios yet. `avatar deploy <avatar> --studio <name>` creates one."];
         return { data: { backend: backend.kind, studios: all }, human };

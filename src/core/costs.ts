@@ -153,6 +153,10 @@ const studioName = (name: string) => (name.startsWith(STUDIO_PREFIX) ? name.slic
 const served = (name: string) => (studioName(name) ? `studio ${studioName(name)}` : name);
 const downTarget = (name: string) => (studioName(name) ? `--studio ${studioName(name)}` : name);
 
+/** A studio's hourly list price, and its share per avatar (`list`, `status`, `studio list`). */
+export const studioRateText = (rate: { usdPerHour?: number; usdPerHourPerAvatar?: number }): string | undefined =>
+  rate.usdPerHour === undefined ? undefined : `≈ ${formatUsd(rate.usdPerHour)}/h (≈ ${formatUsd(rate.usdPerHourPerAvatar ?? rate.usdPerHour)}/h per avatar)`;
+
 /** The one line printed before a paid action starts. */
 export function estimateLine(e: CostEstimate, name: string): string {
   const prices = `list prices of ${e.pricesAsOf}, ${e.pricingUrl}`;

@@ -1,17 +1,26 @@
 // Names, run ids and labels: the contract that lets state be recovered from the cloud alone.
 import { badInput } from "./errors.ts";
 
-// The last character is a letter or digit: Vertex endpoint ids (avatar-<name>) must end in one
-// (CreateEndpointRequest.endpoint_id), and the check belongs at the first command, not at deploy.
-const avatarNamePattern = /^[a-z](?:[a-z0-9-]{0,38}[a-z0-9])?$/;
+export const MAX_NAME_LENGTH = 40;
 
-export function validateAvatarName(name: string): string {
-  if (!avatarNamePattern.test(name)) {
+/**
+ * A name that becomes part of resource names (avatar-<name>, studio-<name>). The last character is a
+ * letter or digit: Vertex endpoint ids must end in one (CreateEndpointRequest.endpoint_id), and the
+ * check belongs at the first command, not at deploy.
+ */
+export function checkResourceName(name: string, kind: string, maxLength: number, example: string): string {
+  const pattern = new RegExp(`^[a-z](?:[a-z0-9-]{0,${maxLength - 2}}[a-z0-9])?$`);
+  if (!pattern.test(name)) {
     throw badInput(
-      `"${name}" is not a valid avatar name.`,
-      "Use 1-40 characters: a lowercase letter first, then lowercase letters, digits or dashes, ending in a letter or digit (e.g. alice or team-bob).",
+      `"${name}" is not a valid ${kind} name.`,
+      `Use 1-${maxLength} characters: a lowercase letter first, then lowercase letters, digits or dashes, ending in a letter or digit (e.g. ${example}).`,
     );
   }
+  return name;
+}
+
+export function validateAvatarName(name: string): string {
+  checkResourceName(name, "avatar", MAX_NAME_LENGTH, "alice or team-bob");
   // Studios (core/studio.ts) go by studio-<name> in the registry and serving.
   if (name.startsWith("studio-")) throw badInput(`"${name}" is reserved: names starting with studio- belong to studios.`, "Pick another avatar name (e.g. without the studio- prefix).");
   return name;

@@ -3,8 +3,7 @@
 // avatar-studio=<studio>) and a manifest in the store that says which avatars it serves and where
 // each one's registered LoRA lives. Adding or removing an avatar rewrites the manifest only: the
 // running handler re-reads it when its generation changes. Pure: no I/O here.
-import { badInput } from "./errors.ts";
-import { MANAGED_BY, newRunId } from "./names.ts";
+import { MANAGED_BY, MAX_NAME_LENGTH, checkResourceName } from "./names.ts";
 import type { AvatarManifest } from "./run-keys.ts";
 import { checkStoreKey, checkStorePrefix } from "./store-keys.ts";
 
@@ -12,18 +11,8 @@ export const STUDIO_PREFIX = "studio-";
 export const STUDIO_LABEL = "avatar-studio";
 export const STUDIOS_PREFIX = "_studios/";
 
-// The same rules as avatar names, 33 characters at most: `studio-<name>` is a resource name too.
-const studioNamePattern = /^[a-z](?:[a-z0-9-]{0,31}[a-z0-9])?$/;
-
-export function validateStudioName(name: string): string {
-  if (!studioNamePattern.test(name)) {
-    throw badInput(
-      `"${name}" is not a valid studio name.`,
-      "Use 1-33 characters: a lowercase letter first, then lowercase letters, digits or dashes, ending in a letter or digit (e.g. family).",
-    );
-  }
-  return name;
-}
+// The same rules as avatar names, 7 characters shorter: `studio-<name>` is a resource name too.
+export const validateStudioName = (name: string): string => checkResourceName(name, "studio", MAX_NAME_LENGTH - STUDIO_PREFIX.length, "family");
 
 /** The name a studio's model and endpoint go by in the registry and serving (`studio-family`). */
 export const studioResource = (studio: string) => `${STUDIO_PREFIX}${studio}`;
@@ -133,8 +122,8 @@ export function studioManifestProblem(value: unknown): string | undefined {
   return undefined;
 }
 
-/** Run id of a studio's model version: the handler it runs, registered once per studio. */
-export const studioRunId = (now = new Date()) => newRunId(now);
+/** A service account's email (user-managed `x@p.iam.gserviceaccount.com`, or a Google-managed one). */
+export const isServiceAccountEmail = (email: string) => /^[a-z0-9][a-z0-9-]*@[a-z0-9][a-z0-9.-]*\.gserviceaccount\.com$/.test(email);
 
 /** Bucket roles that let a principal read objects (storage.objects.get). */
 export const OBJECT_READ_ROLES = ["roles/storage.objectViewer", "roles/storage.objectUser", "roles/storage.objectAdmin", "roles/storage.admin", "roles/storage.legacyObjectReader", "roles/storage.legacyObjectOwner"];

@@ -9,10 +9,11 @@ import type { Context } from "../context.ts";
 import type { Gpu } from "../core/config.ts";
 import { endpointBilling, type Billing, type DeployEstimate } from "../core/costs.ts";
 import { AvatarError } from "../core/errors.ts";
+import { newRunId } from "../core/names.ts";
 import { MODEL_FILES, manifestProblem, runModelKey, type AvatarManifest } from "../core/run-keys.ts";
 import {
   baseMismatch, emptyStudioManifest, studioLabels, studioManifestKey, studioManifestProblem, studioModelJson, studioModelKey,
-  studioOf, studioOfManifestKey, studioResource, studioRunId, studiosPrefix, withAvatar, withoutAvatars, type StudioManifest,
+  isServiceAccountEmail, studioOf, studioOfManifestKey, studioResource, studiosPrefix, withAvatar, withoutAvatars, type StudioManifest,
 } from "../core/studio.ts";
 import { handlersDir } from "../paths.ts";
 import { checkServableBase } from "./register.ts";
@@ -32,8 +33,9 @@ async function readJson(backend: Backend, key: string): Promise<unknown> {
 
 export async function readStudioManifest(backend: Backend, studio: string): Promise<StudioManifest | undefined> {
   const key = studioManifestKey(studio);
-  if (!(await backend.store.exists(key))) return undefined;
-  const parsed = await readJson(backend, key);
+  // One read (the store's read answers NOT_FOUND itself), not an existence check first.
+  const parsed = await readJson(backend, key).catch((error: unknown) => (error instanceof AvatarError && error.code === "NOT_FOUND" ? undefined : Promise.reject(error)));
+  if (parsed === undefined) return undefined;
   const problem = studioManifestProblem(parsed);
   if (problem) throw new AvatarError("BAD_INPUT", `${backend.store.uri(key)} ${problem}.`, { hint: `Remove the studio (\`avatar studio remove ${studio} --all\`) and add its avatars again.` });
   return parsed as StudioManifest;
@@ -87,19 +89,12 @@ export async function listStudios(backend: Backend, now = new Date()): Promise<S
   const names = new Set(objects.map((o) => studioOfManifestKey(o.key)).filter((s): s is string => Boolean(s)));
   // An endpoint whose manifest is gone still bills: list it too.
   for (const e of endpoints) if (studioOf(e)) names.add(studioOf(e)!);
-  const infos: StudioInfo[] = [];
-  for (const studio of [...names].sort()) {
-    const manifest = (await readStudioManifest(backend, studio)) ?? { schema: 1 as const, studio, pipeline: "sd15" as const, base_model: "?", updated_at: "", avatars: {} };
-    infos.push(studioInfo(backend, manifest, endpoints.find((e) => studioOf(e) === studio), now));
-  }
-  return infos;
-}
-
-export async function getStudio(backend: Backend, studio: string): Promise<StudioInfo | undefined> {
-  const manifest = await readStudioManifest(backend, studio);
-  const endpoint = await backend.serving.get(studioResource(studio));
-  if (!manifest && !endpoint) return undefined;
-  return studioInfo(backend, manifest ?? { schema: 1, studio, pipeline: "sd15", base_model: "?", updated_at: "", avatars: {} }, endpoint, new Date());
+  return Promise.all(
+    [...names].sort().map(async (studio) => {
+      const manifest = (await readStudioManifest(backend, studio)) ?? { schema: 1 as const, studio, pipeline: "sd15" as const, base_model: "?", updated_at: "", avatars: {} };
+      return studioInfo(backend, manifest, endpoints.find((e) => studioOf(e) === studio), now);
+    }),
+  );
 }
 
 export interface StudioDeployInput {
@@ -128,20 +123,20 @@ export interface StudioDeployResult {
   estimate?: DeployEstimate;
 }
 
-/** The studio's model: handler.py + requirements.txt + studio.json, registered once. */
-async function ensureStudioModel(backend: Backend, manifest: StudioManifest): Promise<ModelVersion> {
-  const resource = studioResource(manifest.studio);
-  const existing = await backend.registry.get(resource);
-  if (existing) return existing;
+/**
+ * The studio's model: handler.py + requirements.txt + studio.json (which names the base), as a new
+ * version. Registered once per studio, and again only when an emptied studio takes another base.
+ */
+async function registerStudioModel(backend: Backend, manifest: StudioManifest): Promise<ModelVersion> {
   const modelKey = studioModelKey(manifest.studio);
   for (const file of [MODEL_FILES.handler, MODEL_FILES.requirements]) {
     await backend.store.put(`${modelKey}/${file}`, await readFile(join(handlersDir, file)), { contentType: "text/plain", overwrite: true });
   }
   const studioJson = studioModelJson(manifest, backend.store.uri(studioManifestKey(manifest.studio)));
   await backend.store.put(`${modelKey}/studio.json`, Buffer.from(`${JSON.stringify(studioJson, null, 2)}\n`), { contentType: "application/json", overwrite: true });
-  const runId = studioRunId();
+  const runId = newRunId();
   const { version } = await backend.registry.register({
-    name: resource,
+    name: studioResource(manifest.studio),
     runId,
     modelKey,
     labels: studioLabels(manifest.studio, runId),
@@ -153,9 +148,13 @@ async function ensureStudioModel(backend: Backend, manifest: StudioManifest): Pr
 function serviceAccountFor(ctx: Context, backend: Backend, input: StudioDeployInput): string | undefined {
   if (backend.kind !== "vertex") return undefined;
   const account = input.serviceAccount ?? ctx.env[SERVICE_ACCOUNT_ENV];
-  if (account) return account;
   const { project, bucket } = ctx.config.values;
   const sa = `avatar-serving@${project ?? "PROJECT"}.iam.gserviceaccount.com`;
+  // Checked here, not left to DeployModel: a wrong value would otherwise surface minutes later.
+  if (account && !isServiceAccountEmail(account)) {
+    throw new AvatarError("USAGE", `"${account}" is not a service account email (${input.serviceAccount ? "--service-account" : SERVICE_ACCOUNT_ENV}).`, { hint: `Name one like ${sa}.` });
+  }
+  if (account) return account;
   throw new AvatarError("USAGE", `A studio on Vertex AI needs a serving service account: it reads each avatar's LoRA from gs://${bucket ?? "BUCKET"}, and Vertex's default serving identity may read only the model's own artifacts.`, {
     hint: [
       `Pass --service-account <email> (or set ${SERVICE_ACCOUNT_ENV}) naming one that can read the bucket, e.g.:`,
@@ -207,7 +206,7 @@ export async function deployToStudio(ctx: Context, backend: Backend, input: Stud
     if (serving) await backend.serving.down(resource, { signal: ctx.signal });
   }
   await writeStudioManifest(backend, next);
-  const studioVersion = rebased ? await reRegisterStudioModel(backend, next) : await ensureStudioModel(backend, next);
+  const studioVersion = !rebased && existingModel ? existingModel : await registerStudioModel(backend, next);
   const live = rebased ? undefined : serving;
   if (live?.state === "ready" && live.modelVersion === studioVersion.versionId) {
     return { studio: input.studio, name: input.name, version, avatars: Object.keys(next.avatars).sort(), alreadyServed, deployed: false, endpoint: live, dryRun: false };
@@ -240,19 +239,6 @@ export async function deployToStudio(ctx: Context, backend: Backend, input: Stud
   } finally {
     stop();
   }
-}
-
-/** A studio whose base changed (it was emptied, then given an avatar of another base): a new model version. */
-async function reRegisterStudioModel(backend: Backend, manifest: StudioManifest): Promise<ModelVersion> {
-  const modelKey = studioModelKey(manifest.studio);
-  const studioJson = studioModelJson(manifest, backend.store.uri(studioManifestKey(manifest.studio)));
-  await backend.store.put(`${modelKey}/studio.json`, Buffer.from(`${JSON.stringify(studioJson, null, 2)}\n`), { contentType: "application/json", overwrite: true });
-  for (const file of [MODEL_FILES.handler, MODEL_FILES.requirements]) {
-    await backend.store.put(`${modelKey}/${file}`, await readFile(join(handlersDir, file)), { contentType: "text/plain", overwrite: true });
-  }
-  const runId = studioRunId();
-  const { version } = await backend.registry.register({ name: studioResource(manifest.studio), runId, modelKey, labels: studioLabels(manifest.studio, runId) });
-  return version;
 }
 
 export interface StudioRemoveResult {

@@ -5,7 +5,7 @@ import { deployEstimate, estimateLine } from "../../src/core/costs.ts";
 import { validateAvatarName } from "../../src/core/names.ts";
 import type { AvatarManifest } from "../../src/core/run-keys.ts";
 import {
-  baseMismatch, bucketReadRole, emptyStudioManifest, studioLabels, studioManifestKey, studioOf, studioOfManifestKey, studioModelJson, validateStudioName, withAvatar, withoutAvatars,
+  baseMismatch, bucketReadRole, emptyStudioManifest, isServiceAccountEmail, studioLabels, studioManifestKey, studioOf, studioOfManifestKey, studioModelJson, validateStudioName, withAvatar, withoutAvatars,
 } from "../../src/core/studio.ts";
 
 const avatar = (name: string, over: Partial<AvatarManifest> = {}): AvatarManifest => ({
@@ -63,6 +63,13 @@ describe("bucketReadRole", () => {
     expect(bucketReadRole({ bindings: [{ role: "roles/storage.objectCreator", members: [`serviceAccount:${sa}`] }] }, sa)).toBeUndefined();
     expect(bucketReadRole({ bindings: [{ role: "roles/storage.objectViewer", members: [`serviceAccount:${sa}`], condition: { expression: "x" } }] }, sa)).toBeUndefined();
     expect(bucketReadRole({}, sa)).toBeUndefined();
+  });
+});
+
+describe("isServiceAccountEmail", () => {
+  it("accepts user- and Google-managed service accounts, nothing else", () => {
+    for (const good of ["avatar-serving@p.iam.gserviceaccount.com", "123-compute@developer.gserviceaccount.com"]) expect(isServiceAccountEmail(good), good).toBe(true);
+    for (const bad of ["avatar-serving", "me@example.com", "a@b.iam.gserviceaccount.com.evil", " a@p.iam.gserviceaccount.com", ""]) expect(isServiceAccountEmail(bad), bad).toBe(false);
   });
 });
 

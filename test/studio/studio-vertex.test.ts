@@ -57,6 +57,9 @@ describe("a studio on the vertex backend", () => {
     expect(noIdentity.code).toBe(2);
     expect(noIdentity.json!.error.message).toMatch(/needs a serving service account: it reads each avatar's LoRA from gs:\/\/avatar-studio-e2e/);
     expect(noIdentity.json!.error.hint).toContain(`gcloud storage buckets add-iam-policy-binding gs://${BUCKET} --member serviceAccount:${SA} --role roles/storage.objectViewer`);
+    const notAnAccount = await cli(["deploy", "alice", "--studio", "fam", "--service-account", "avatar-serving", "--json"]);
+    expect(notAnAccount.code).toBe(2);
+    expect(notAnAccount.json!.error.message).toBe('"avatar-serving" is not a service account email (--service-account).');
     expect(world.fake.requests("DeployModel")).toHaveLength(0);
 
     const first = ok(await cli(["deploy", "alice", "--studio", "fam", "--service-account", SA, "--json"]));

@@ -101,6 +101,22 @@ def test_manifest_changes_are_seen_without_a_new_handler(studio):
     assert "avatar_alice" not in handler.pipe.get_list_adapters().get("unet", [])
 
 
+
+def test_another_checkpoint_of_the_same_run_is_loaded_not_the_cached_one(studio, tiny_sd15_dir):
+    # A run can have a version per checkpoint (runs/<run>/model, model-step-NNNNNN): same run id,
+    # another model folder. Switching the studio to it must serve its LoRA, not the cached one.
+    studio["serve"](["alice"])
+    handler = studio["handler"]
+    first = image(handler, "alice")
+    run_id = json.loads((studio["avatars"]["alice"] / "avatar.json").read_text())["run_id"]
+    step = build_avatar_dir("sd15", tiny_sd15_dir, studio["work"] / "alice-step", "alice", seed=9)
+    meta = json.loads((step / "avatar.json").read_text())
+    (step / "avatar.json").write_text(json.dumps(dict(meta, run_id=run_id)))
+    body = json.loads(studio["manifest"].read_text())
+    body["avatars"]["alice"] = {"model_uri": str(step), "run_id": run_id, "version": "2"}
+    studio["manifest"].write_text(json.dumps(body))
+    assert np.abs(image(handler, "alice") - first).mean() > 0.5, "the other checkpoint served the cached LoRA"
+
 def test_an_avatar_of_another_base_is_refused_with_the_reason(studio, tiny_sd15_dir):
     other = studio["work"] / "other"
     build_avatar_dir("sd15", tiny_sd15_dir, other, "olga", seed=4)
@@ -118,3 +134,25 @@ def test_single_avatar_endpoints_accept_their_own_name_only(sd15_handler):
         sd15_handler({"instances": ["x"], "parameters": dict(FAST, avatar="bob")})
     result = sd15_handler({"instances": ["x"], "parameters": dict(FAST, avatar="tiny")})
     assert len(result["predictions"]) == 1
+
+
+def test_a_failed_fetch_leaves_nothing_in_the_cache(handler_module, tmp_path, monkeypatch):
+    # The studio's LoRA cache trusts any file it finds: a copy cut short must not leave one.
+    reader = handler_module.ObjectReader()
+    source = tmp_path / "lora.safetensors"
+    source.write_bytes(b"weights")
+    dest = tmp_path / "cache" / "lora.safetensors"
+    dest.parent.mkdir()
+    reader.fetch(str(source), dest)
+    assert dest.read_bytes() == b"weights"
+
+    def cut_short(src, dst):
+        with open(dst, "wb") as out:
+            out.write(b"wei")
+        raise OSError("connection reset")
+
+    monkeypatch.setattr(handler_module.shutil, "copyfile", cut_short)
+    again = tmp_path / "cache" / "avatar.json"
+    with pytest.raises(OSError, match="connection reset"):
+        reader.fetch(str(source), again)
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["lora.safetensors"]
