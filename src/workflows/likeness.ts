@@ -13,7 +13,7 @@ import { type Box, differenceHash, faceThumbnail, hashDistance } from "../core/f
 import { nearCopyOf, type PhotoMatch } from "../core/checkpoint-pick.ts";
 import { cosineSimilarity, likeness as likenessOf } from "../core/faces.ts";
 import { AvatarError } from "../core/errors.ts";
-import { datasetKey } from "../core/store-keys.ts";
+import { datasetKey, datasetsPrefix } from "../core/store-keys.ts";
 import type { Face, FaceModel } from "./faces/index.ts";
 import { readZipEntries } from "./zip-read.ts";
 
@@ -151,13 +151,16 @@ async function referencesOf(model: FaceModel, source: string, photos: { name: st
 
 const isImageName = (name: string) => IMAGE_EXTENSIONS.has(extname(name).toLowerCase());
 
+/** Where an avatar's dataset zips live, as a folder URI (store keys, and so uri(), take no trailing /). */
+export const datasetsUri = (store: Pick<Backend, "store">["store"], name: string) => `${store.uri(datasetsPrefix(name).slice(0, -1))}/`;
+
 /** The dataset zip a reference set is read from: the given one, else the avatar's newest in the store. */
 export async function avatarDatasetKey(backend: Pick<Backend, "store">, name: string, sha256?: string): Promise<string | undefined> {
   if (sha256) {
     const key = datasetKey(name, sha256);
     return (await backend.store.exists(key)) ? key : undefined;
   }
-  const zips = (await backend.store.list(`${name}/datasets/`)).filter((o) => o.key.endsWith(".zip"));
+  const zips = (await backend.store.list(datasetsPrefix(name))).filter((o) => o.key.endsWith(".zip"));
   zips.sort((a, b) => (a.updated ?? "").localeCompare(b.updated ?? "") || a.key.localeCompare(b.key));
   return zips.at(-1)?.key;
 }
@@ -240,7 +243,7 @@ export async function likenessOfImages(ctx: Context, input: LikenessInput): Prom
       const key = await avatarDatasetKey({ store }, where.name);
       if (!key) {
         progress.done();
-        throw new AvatarError("NOT_FOUND", `${where.name} has no photos in ${store.uri(`${where.name}/datasets/`)}.`, {
+        throw new AvatarError("NOT_FOUND", `${where.name} has no photos in ${datasetsUri(store, where.name)}.`, {
           hint: `Upload them with \`avatar upload <dir> --name ${where.name}\`, or pass a folder of the person's photos instead of the name.`,
         });
       }
