@@ -9,7 +9,8 @@ import { extname, join } from "node:path";
 import { buffer } from "node:stream/consumers";
 import type { Backend } from "../backends/backend.ts";
 import type { Context } from "../context.ts";
-import { type Box, differenceHash, faceThumbnail, hashDistance } from "../core/face-hash.ts";
+import { type Box, faceHash } from "../core/face-hash.ts";
+import { hammingDistance } from "../core/dataset.ts";
 import { nearCopyOf, type PhotoMatch } from "../core/checkpoint-pick.ts";
 import { cosineSimilarity, likeness as likenessOf } from "../core/faces.ts";
 import { AvatarError } from "../core/errors.ts";
@@ -24,7 +25,7 @@ const IMAGE_EXTENSIONS = new Set([".jpg", ".jpeg", ".png", ".webp"]);
 export interface ReferenceFace {
   photo: string;
   embedding: Float32Array;
-  /** differenceHash of the face region (near-copy checks). */
+  /** faceHash of the face region (near-copy checks). */
   hash: string;
 }
 
@@ -100,16 +101,16 @@ async function faceOf(model: FaceModel, bytes: Uint8Array, what: string, known?:
 async function referenceFace(model: FaceModel, photo: string, bytes: Uint8Array, known?: KnownFace): Promise<ReferenceFace | undefined> {
   const { face, decoded } = await faceOf(model, bytes, photo, known);
   if (!face) return undefined;
-  return { photo, embedding: face.embedding, hash: differenceHash(faceThumbnail(decoded.data, decoded.width, decoded.height, face.box)) };
+  return { photo, embedding: face.embedding, hash: faceHash(decoded.data, decoded.width, decoded.height, face.box) };
 }
 
 /** Scores one image against the references (its largest face). */
 export async function scoreImage(model: FaceModel, references: readonly ReferenceFace[], bytes: Uint8Array, what: string): Promise<ImageLikeness> {
   const { face, faces, decoded } = await faceOf(model, bytes, what);
   if (!face || references.length === 0) return { face: Boolean(face), faces, likeness: null };
-  const hash = differenceHash(faceThumbnail(decoded.data, decoded.width, decoded.height, face.box));
+  const hash = faceHash(decoded.data, decoded.width, decoded.height, face.box);
   const round = (n: number) => Math.round(n * 1000) / 1000;
-  const matches: PhotoMatch[] = references.map((r) => ({ photo: r.photo, similarity: round(cosineSimilarity(face.embedding, r.embedding)), hashDistance: hashDistance(hash, r.hash) }));
+  const matches: PhotoMatch[] = references.map((r) => ({ photo: r.photo, similarity: round(cosineSimilarity(face.embedding, r.embedding)), hashDistance: hammingDistance(hash, r.hash) }));
   const closest = [...matches].sort((a, b) => b.similarity - a.similarity)[0]!;
   const copy = nearCopyOf(matches);
   return {
