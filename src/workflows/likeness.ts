@@ -5,7 +5,7 @@
 // References come from the avatar's newest dataset zip in the store (the normalised photos it was
 // trained on, with faces.json naming each photo's face box when prepare wrote one) or from a folder.
 import { readdir, readFile, stat } from "node:fs/promises";
-import { extname, join } from "node:path";
+import { extname, join, resolve } from "node:path";
 import { buffer } from "node:stream/consumers";
 import type { Backend } from "../backends/backend.ts";
 import type { Context } from "../context.ts";
@@ -15,6 +15,7 @@ import { nearCopyOf, type PhotoMatch } from "../core/checkpoint-pick.ts";
 import { cosineSimilarity, likeness as likenessOf } from "../core/faces.ts";
 import { AvatarError } from "../core/errors.ts";
 import { datasetKey, datasetsPrefix } from "../core/store-keys.ts";
+import { validateAvatarName } from "../core/names.ts";
 import type { Face, FaceModel } from "./faces/index.ts";
 import { readZipEntries } from "./zip-read.ts";
 
@@ -205,11 +206,9 @@ export interface LikenessResult {
 
 /** Which reference set `source` names: an existing folder, else an avatar name (its newest dataset). */
 export async function resolveLikenessSource(cwd: string, source: string): Promise<{ kind: "folder"; dir: string } | { kind: "avatar"; name: string }> {
-  const { resolve } = await import("node:path");
   const dir = resolve(cwd, source);
   const info = await stat(dir).catch(() => undefined);
   if (info?.isDirectory()) return { kind: "folder", dir };
-  const { validateAvatarName } = await import("../core/names.ts");
   try {
     return { kind: "avatar", name: validateAvatarName(source) };
   } catch {
@@ -220,7 +219,6 @@ export async function resolveLikenessSource(cwd: string, source: string): Promis
 
 /** Each image's likeness to the avatar's training photos or a folder of photos. */
 export async function likenessOfImages(ctx: Context, input: LikenessInput): Promise<LikenessResult> {
-  const { resolve } = await import("node:path");
   const files = input.images.map((f) => resolve(ctx.cwd, f));
   const images: { file: string; data: Uint8Array }[] = [];
   for (const file of files) {
