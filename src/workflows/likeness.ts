@@ -10,7 +10,7 @@ import { buffer } from "node:stream/consumers";
 import type { Backend } from "../backends/backend.ts";
 import type { Context } from "../context.ts";
 import { type Box, faceHash } from "../core/face-hash.ts";
-import { hammingDistance } from "../core/dataset.ts";
+import { DECODABLE_FORMATS, hammingDistance, SNIFF_BYTES, sniffFormat } from "../core/dataset.ts";
 import { nearCopyOf, type PhotoMatch } from "../core/checkpoint-pick.ts";
 import { cosineSimilarity, likeness as likenessOf } from "../core/faces.ts";
 import { AvatarError } from "../core/errors.ts";
@@ -224,7 +224,13 @@ export async function likenessOfImages(ctx: Context, input: LikenessInput): Prom
   for (const file of files) {
     const info = await stat(file).catch(() => undefined);
     if (!info?.isFile()) throw new AvatarError("BAD_INPUT", `${file} is not a file.`, { hint: "Pass image files (JPEG, PNG, WebP) after the avatar name or photos folder." });
-    images.push({ file, data: await readFile(file) });
+    const data = await readFile(file);
+    // Before the face model loads and the references are read: a wrong file fails in milliseconds.
+    const format = sniffFormat(data.subarray(0, SNIFF_BYTES));
+    if (!format || !DECODABLE_FORMATS.includes(format)) {
+      throw new AvatarError("BAD_INPUT", `${file} is not an image this tool can read (${format ?? "not an image format"}).`, { hint: "Pass JPEG, PNG or WebP files." });
+    }
+    images.push({ file, data });
   }
   const where = await resolveLikenessSource(ctx.cwd, input.source);
   const model = await faceModel();
