@@ -259,6 +259,9 @@ export async function likenessOfImages(ctx: Context, input: LikenessInput): Prom
     source = { kind: "avatar", name: where.name, uri: references.source, photos: references.photos, faces: references.faces.length };
   }
   progress.done();
+  if (references.photos === 0) {
+    throw new AvatarError("BAD_INPUT", `${source.uri} holds no photos (JPEG, PNG or WebP).`, { hint: "Pass the folder of the person's photos, or the name of a trained avatar." });
+  }
   if (references.faces.length === 0) {
     throw new AvatarError("BAD_INPUT", `No face was found in the ${references.photos} photo${references.photos === 1 ? "" : "s"} of ${source.uri}.`, { hint: "The reference photos must show the person's face (`avatar prepare <dir>` checks a folder)." });
   }
