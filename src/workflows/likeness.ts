@@ -99,8 +99,8 @@ async function faceOf(model: FaceModel, bytes: Uint8Array, what: string, known?:
   return { face: mainFace(faces, scaled), faces: faces.length, decoded };
 }
 
-async function referenceFace(model: FaceModel, photo: string, bytes: Uint8Array, known?: KnownFace): Promise<ReferenceFace | undefined> {
-  const { face, decoded } = await faceOf(model, bytes, photo, known);
+async function referenceFace(model: FaceModel, source: string, photo: string, bytes: Uint8Array, known?: KnownFace): Promise<ReferenceFace | undefined> {
+  const { face, decoded } = await faceOf(model, bytes, `${photo} (in ${source})`, known);
   if (!face) return undefined;
   return { photo, embedding: face.embedding, hash: faceHash(decoded.data, decoded.width, decoded.height, face.box) };
 }
@@ -144,7 +144,7 @@ function knownBoxes(entries: { name: string; data: Buffer }[]): Map<string, Know
 async function referencesOf(model: FaceModel, source: string, photos: { name: string; data: Uint8Array }[], boxes: Map<string, KnownFace>, onPhoto?: () => void): Promise<References> {
   const faces: ReferenceFace[] = [];
   for (const photo of photos) {
-    const face = await referenceFace(model, photo.name, photo.data, boxes.get(photo.name));
+    const face = await referenceFace(model, source, photo.name, photo.data, boxes.get(photo.name));
     if (face) faces.push(face);
     onPhoto?.();
   }
