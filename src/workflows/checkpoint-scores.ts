@@ -67,7 +67,7 @@ export async function listCheckpoints(backend: Backend, name: string, runId: str
  * What a cached score depends on besides the sample's bytes and the dataset: the face model and
  * detector, the decode size and the near-copy thresholds. Change it when any of them changes.
  */
-export const SCORER = `face-api-tiny416/max${DETECT_MAX_SIDE}/copy${NEAR_COPY_SIMILARITY}-${NEAR_COPY_HASH_BITS}/v2`;
+const SCORER = `face-api-tiny416/max${DETECT_MAX_SIDE}/copy${NEAR_COPY_SIMILARITY}-${NEAR_COPY_HASH_BITS}/v2`;
 
 type CachedSample = Pick<SampleScore, "face" | "likeness" | "nearCopy">;
 

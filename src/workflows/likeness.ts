@@ -176,7 +176,7 @@ export async function referencesFromStore(model: FaceModel, backend: Pick<Backen
 }
 
 /** The faces of the photos in a folder (JPEG, PNG, WebP; not recursive). */
-export async function referencesFromFolder(model: FaceModel, dir: string, onPhoto?: (done: number, total: number) => void): Promise<References> {
+async function referencesFromFolder(model: FaceModel, dir: string, onPhoto?: (done: number, total: number) => void): Promise<References> {
   const names = (await readdir(dir)).filter((n) => isImageName(n) && !n.startsWith(".")).sort();
   const photos: { name: string; data: Uint8Array }[] = [];
   for (const name of names) {
@@ -205,7 +205,7 @@ export interface LikenessResult {
 }
 
 /** Which reference set `source` names: an existing folder, else an avatar name (its newest dataset). */
-export async function resolveLikenessSource(cwd: string, source: string): Promise<{ kind: "folder"; dir: string } | { kind: "avatar"; name: string }> {
+async function resolveLikenessSource(cwd: string, source: string): Promise<{ kind: "folder"; dir: string } | { kind: "avatar"; name: string }> {
   const dir = resolve(cwd, source);
   const info = await stat(dir).catch(() => undefined);
   if (info?.isDirectory()) return { kind: "folder", dir };
