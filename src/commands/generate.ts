@@ -4,13 +4,14 @@ import { validateAvatarName } from "../core/names.ts";
 import type { CommandResult } from "../ui/output.ts";
 import type { BatchGenerateResult } from "../workflows/generate-batch.ts";
 
-/** Human lines of a --no-endpoint run: the images, the failed ones with their errors, where the outputs are. */
+/** An image's likeness for its human line (absent: not scored). */
 const likenessNote = (i: { likeness?: number | null }) => (i.likeness === undefined ? "" : `  likeness ${i.likeness === null ? "– (no face)" : i.likeness.toFixed(2)}`);
 
 /** Likeness scoring: on unless --no-likeness or AVATAR_LIKENESS=0|off|false. */
 const likenessOn = (ctx: { env: NodeJS.ProcessEnv }, options: Readonly<Record<string, unknown>>) =>
   options.likeness !== false && !["0", "off", "false"].includes(String(ctx.env.AVATAR_LIKENESS ?? "").toLowerCase());
 
+/** Human lines of a --no-endpoint run: the images, the failed ones with their errors, where the outputs are. */
 async function batchResult(name: string, result: BatchGenerateResult): Promise<CommandResult> {
   if (result.dryRun) {
     const { formatPlannedRequests } = await import("../core/vertex-specs.ts");

@@ -54,12 +54,13 @@ export const registerCommand = defineCommand({
         const done = (await backend.training.list({ name })).filter((j) => j.state === "succeeded");
         runId = done.at(-1)?.runId;
         if (!runId && (await import("../backends/backend.ts")).isOffline(backend)) throw new AvatarError("USAGE", `Without Google credentials a dry run cannot list the runs of ${name}.`, { hint: "Pass --run <run-id>, or log in with `gcloud auth application-default login`." });
-        if (!runId) throw new AvatarError("NOT_FOUND", `${name} has no finished training run.`, { hint: `Train one with \`avatar train ./selfies --name ${name}\`.` });
+        // (a bad --checkpoint is reported below, as a usage error, even when there is no run)
+        if (!runId && checkpoint) throw new AvatarError("NOT_FOUND", `${name} has no finished training run.`, { hint: `Train one with \`avatar train ./selfies --name ${name}\`.` });
       }
       if (!checkpoint) {
         // A bad value: say which steps the run has (exit 2) before anything is registered.
         const { runSteps } = await import("../workflows/pick-checkpoint.ts");
-        const steps = await runSteps(backend, name, runId!).catch(() => undefined);
+        const steps = runId ? await runSteps(backend, name, runId).catch(() => undefined) : undefined;
         throw new AvatarError("BAD_INPUT", `--checkpoint "${checkpointValue}" is not auto, last or a step number.`, {
           hint: steps?.length ? `Run ${runId} of ${name} has weights at steps ${steps.join(", ")}.` : "Pass auto, last or a step number.",
         });

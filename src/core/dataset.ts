@@ -220,7 +220,7 @@ export function validateSizes(maxSize: number, minSize: number): void {
  * Difference hash of a (hashWidth+1) x hashHeight greyscale grid, row-major: bit = left < right.
  * Returned as lowercase hex (hashWidth*hashHeight/4 digits).
  */
-export function differenceHash(grey: Uint8Array, width = DATASET_RULES.hashWidth + 1, height = DATASET_RULES.hashHeight): string {
+export function differenceHash(grey: Uint8Array, width: number = DATASET_RULES.hashWidth + 1, height: number = DATASET_RULES.hashHeight): string {
   if (grey.length !== width * height) throw new Error(`differenceHash: expected ${width * height} samples, got ${grey.length}`);
   const bits = (width - 1) * height;
   const bytes = new Uint8Array(Math.ceil(bits / 8));

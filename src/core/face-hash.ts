@@ -1,5 +1,7 @@
 // Perceptual hashes of face regions, to tell a near-copy of a training photo from a likeness (see
-// core/checkpoint-pick.ts). Pure: the pixels come decoded (RGB, row-major) from the caller.
+// core/checkpoint-pick.ts). Pure: the pixels come decoded (RGB, row-major) from the caller. The hash
+// and its distance are the dataset's (core/dataset.ts: differenceHash, hammingDistance), on a 9×8 grid.
+import { differenceHash } from "./dataset.ts";
 
 /** A face box [x0, y0, x1, y1] in pixels. */
 export type Box = readonly [number, number, number, number];
@@ -37,20 +39,7 @@ export function faceThumbnail(rgb: Uint8Array, width: number, height: number, bo
   return out;
 }
 
-/** 64-bit difference hash of a 9×8 grayscale thumbnail (row-major, 72 bytes), as 16 hex digits. */
-export function differenceHash(gray: Uint8Array | readonly number[]): string {
-  if (gray.length !== 72) throw new RangeError(`differenceHash needs 9×8 = 72 pixels, got ${gray.length}`);
-  let bits = 0n;
-  for (let y = 0; y < 8; y++) {
-    for (let x = 0; x < 8; x++) bits = (bits << 1n) | (gray[y * 9 + x]! > gray[y * 9 + x + 1]! ? 1n : 0n);
-  }
-  return bits.toString(16).padStart(16, "0");
-}
-
-/** Bits that differ between two hashes from differenceHash. */
-export function hashDistance(a: string, b: string): number {
-  let x = BigInt(`0x${a}`) ^ BigInt(`0x${b}`);
-  let n = 0;
-  for (; x; x &= x - 1n) n++;
-  return n;
+/** 64-bit difference hash (core/dataset.ts) of a face region: what near-copy checks compare. */
+export function faceHash(rgb: Uint8Array, width: number, height: number, box: Box): string {
+  return differenceHash(faceThumbnail(rgb, width, height, box), 9, 8);
 }

@@ -10,7 +10,7 @@ import type { Context } from "../context.ts";
 import { NEAR_COPY_HASH_BITS, NEAR_COPY_SIMILARITY, summariseCheckpoint, type CheckpointRow, type SampleScore } from "../core/checkpoint-pick.ts";
 import { MODEL_FILES, runCheckpointKey } from "../core/run-keys.ts";
 import type { FaceModel } from "./faces/index.ts";
-import { avatarDatasetKey, DETECT_MAX_SIDE, faceModel, referencesFromStore, scoreImage, type References } from "./likeness.ts";
+import { avatarDatasetKey, datasetsUri, DETECT_MAX_SIDE, faceModel, referencesFromStore, scoreImage, type References } from "./likeness.ts";
 
 export interface RunCheckpoint {
   step: number;
@@ -67,7 +67,7 @@ export async function listCheckpoints(backend: Backend, name: string, runId: str
  * What a cached score depends on besides the sample's bytes and the dataset: the face model and
  * detector, the decode size and the near-copy thresholds. Change it when any of them changes.
  */
-export const SCORER = `face-api-tiny416/max${DETECT_MAX_SIDE}/copy${NEAR_COPY_SIMILARITY}-${NEAR_COPY_HASH_BITS}/v1`;
+const SCORER = `face-api-tiny416/max${DETECT_MAX_SIDE}/copy${NEAR_COPY_SIMILARITY}-${NEAR_COPY_HASH_BITS}/v2`;
 
 type CachedSample = Pick<SampleScore, "face" | "likeness" | "nearCopy">;
 
@@ -135,7 +135,7 @@ export async function scoreCheckpoints(ctx: Context, backend: Backend, name: str
     await backend.store.put(cacheKey, Buffer.from(`${JSON.stringify(next)}\n`), { contentType: "application/json", overwrite: true }).catch(() => undefined); // only a cache
   }
   const unscored = !datasetKey
-    ? `${name} has no dataset in ${backend.store.uri(`${name}/datasets/`)}: faces were found but not compared`
+    ? `${name} has no dataset in ${datasetsUri(backend.store, name)}: faces were found but not compared`
     : refs && refs.faces === 0
       ? `no face was found in the ${refs.photos} training photos: faces were found but not compared`
       : undefined;

@@ -22,13 +22,13 @@ import { trainAvatar, type TrainResult } from "./train.ts";
 import { ensureDataset, type DatasetUpload } from "./upload.ts";
 
 /** The tiny face base (templates/trainer/avatar_trainer/face_base): built by `python -m avatar_trainer.tiny_faces build`. */
-export const faceBaseDir = join(trainerDir, "avatar_trainer", "face_base");
+const faceBaseDir = join(trainerDir, "avatar_trainer", "face_base");
 const REBUILD = "PYTHONPATH=templates/trainer python -m avatar_trainer.tiny_faces build --out <dir>";
 /** Who the synthetic photos show: a pair of attributes the face base never saw together. */
-export const DEMO_SUBJECT = "long teal hair and round red glasses";
+const DEMO_SUBJECT = "long teal hair and round red glasses";
 /** How the demo trains and renders on the face base (test/python/trainer/test_learning.py uses the same). */
-export const DEMO_TRAINING = { resolution: 256, rank: 4, lr: 5e-3 } as const;
-export const DEMO_RENDER = { steps: 20, guidance: 4 } as const;
+const DEMO_TRAINING = { resolution: 256, rank: 4, lr: 5e-3 } as const;
+const DEMO_RENDER = { steps: 20, guidance: 4 } as const;
 
 export interface DemoInput {
   name: string;

@@ -5,15 +5,17 @@
 // References come from the avatar's newest dataset zip in the store (the normalised photos it was
 // trained on, with faces.json naming each photo's face box when prepare wrote one) or from a folder.
 import { readdir, readFile, stat } from "node:fs/promises";
-import { extname, join } from "node:path";
+import { extname, join, resolve } from "node:path";
 import { buffer } from "node:stream/consumers";
 import type { Backend } from "../backends/backend.ts";
 import type { Context } from "../context.ts";
-import { type Box, differenceHash, faceThumbnail, hashDistance } from "../core/face-hash.ts";
+import { type Box, faceHash } from "../core/face-hash.ts";
+import { DECODABLE_FORMATS, hammingDistance, SNIFF_BYTES, sniffFormat } from "../core/dataset.ts";
 import { nearCopyOf, type PhotoMatch } from "../core/checkpoint-pick.ts";
 import { cosineSimilarity, likeness as likenessOf } from "../core/faces.ts";
 import { AvatarError } from "../core/errors.ts";
-import { datasetKey } from "../core/store-keys.ts";
+import { datasetKey, datasetsPrefix } from "../core/store-keys.ts";
+import { validateAvatarName } from "../core/names.ts";
 import type { Face, FaceModel } from "./faces/index.ts";
 import { readZipEntries } from "./zip-read.ts";
 
@@ -24,7 +26,7 @@ const IMAGE_EXTENSIONS = new Set([".jpg", ".jpeg", ".png", ".webp"]);
 export interface ReferenceFace {
   photo: string;
   embedding: Float32Array;
-  /** differenceHash of the face region (near-copy checks). */
+  /** faceHash of the face region (near-copy checks). */
   hash: string;
 }
 
@@ -97,19 +99,19 @@ async function faceOf(model: FaceModel, bytes: Uint8Array, what: string, known?:
   return { face: mainFace(faces, scaled), faces: faces.length, decoded };
 }
 
-async function referenceFace(model: FaceModel, photo: string, bytes: Uint8Array, known?: KnownFace): Promise<ReferenceFace | undefined> {
-  const { face, decoded } = await faceOf(model, bytes, photo, known);
+async function referenceFace(model: FaceModel, source: string, photo: string, bytes: Uint8Array, known?: KnownFace): Promise<ReferenceFace | undefined> {
+  const { face, decoded } = await faceOf(model, bytes, `${photo} (in ${source})`, known);
   if (!face) return undefined;
-  return { photo, embedding: face.embedding, hash: differenceHash(faceThumbnail(decoded.data, decoded.width, decoded.height, face.box)) };
+  return { photo, embedding: face.embedding, hash: faceHash(decoded.data, decoded.width, decoded.height, face.box) };
 }
 
 /** Scores one image against the references (its largest face). */
 export async function scoreImage(model: FaceModel, references: readonly ReferenceFace[], bytes: Uint8Array, what: string): Promise<ImageLikeness> {
   const { face, faces, decoded } = await faceOf(model, bytes, what);
   if (!face || references.length === 0) return { face: Boolean(face), faces, likeness: null };
-  const hash = differenceHash(faceThumbnail(decoded.data, decoded.width, decoded.height, face.box));
+  const hash = faceHash(decoded.data, decoded.width, decoded.height, face.box);
   const round = (n: number) => Math.round(n * 1000) / 1000;
-  const matches: PhotoMatch[] = references.map((r) => ({ photo: r.photo, similarity: round(cosineSimilarity(face.embedding, r.embedding)), hashDistance: hashDistance(hash, r.hash) }));
+  const matches: PhotoMatch[] = references.map((r) => ({ photo: r.photo, similarity: round(cosineSimilarity(face.embedding, r.embedding)), hashDistance: hammingDistance(hash, r.hash) }));
   const closest = [...matches].sort((a, b) => b.similarity - a.similarity)[0]!;
   const copy = nearCopyOf(matches);
   return {
@@ -142,7 +144,7 @@ function knownBoxes(entries: { name: string; data: Buffer }[]): Map<string, Know
 async function referencesOf(model: FaceModel, source: string, photos: { name: string; data: Uint8Array }[], boxes: Map<string, KnownFace>, onPhoto?: () => void): Promise<References> {
   const faces: ReferenceFace[] = [];
   for (const photo of photos) {
-    const face = await referenceFace(model, photo.name, photo.data, boxes.get(photo.name));
+    const face = await referenceFace(model, source, photo.name, photo.data, boxes.get(photo.name));
     if (face) faces.push(face);
     onPhoto?.();
   }
@@ -151,13 +153,16 @@ async function referencesOf(model: FaceModel, source: string, photos: { name: st
 
 const isImageName = (name: string) => IMAGE_EXTENSIONS.has(extname(name).toLowerCase());
 
+/** Where an avatar's dataset zips live, as a folder URI (store keys, and so uri(), take no trailing /). */
+export const datasetsUri = (store: Pick<Backend, "store">["store"], name: string) => `${store.uri(datasetsPrefix(name).slice(0, -1))}/`;
+
 /** The dataset zip a reference set is read from: the given one, else the avatar's newest in the store. */
 export async function avatarDatasetKey(backend: Pick<Backend, "store">, name: string, sha256?: string): Promise<string | undefined> {
   if (sha256) {
     const key = datasetKey(name, sha256);
     return (await backend.store.exists(key)) ? key : undefined;
   }
-  const zips = (await backend.store.list(`${name}/datasets/`)).filter((o) => o.key.endsWith(".zip"));
+  const zips = (await backend.store.list(datasetsPrefix(name))).filter((o) => o.key.endsWith(".zip"));
   zips.sort((a, b) => (a.updated ?? "").localeCompare(b.updated ?? "") || a.key.localeCompare(b.key));
   return zips.at(-1)?.key;
 }
@@ -171,7 +176,7 @@ export async function referencesFromStore(model: FaceModel, backend: Pick<Backen
 }
 
 /** The faces of the photos in a folder (JPEG, PNG, WebP; not recursive). */
-export async function referencesFromFolder(model: FaceModel, dir: string, onPhoto?: (done: number, total: number) => void): Promise<References> {
+async function referencesFromFolder(model: FaceModel, dir: string, onPhoto?: (done: number, total: number) => void): Promise<References> {
   const names = (await readdir(dir)).filter((n) => isImageName(n) && !n.startsWith(".")).sort();
   const photos: { name: string; data: Uint8Array }[] = [];
   for (const name of names) {
@@ -200,12 +205,10 @@ export interface LikenessResult {
 }
 
 /** Which reference set `source` names: an existing folder, else an avatar name (its newest dataset). */
-export async function resolveLikenessSource(cwd: string, source: string): Promise<{ kind: "folder"; dir: string } | { kind: "avatar"; name: string }> {
-  const { resolve } = await import("node:path");
+async function resolveLikenessSource(cwd: string, source: string): Promise<{ kind: "folder"; dir: string } | { kind: "avatar"; name: string }> {
   const dir = resolve(cwd, source);
   const info = await stat(dir).catch(() => undefined);
   if (info?.isDirectory()) return { kind: "folder", dir };
-  const { validateAvatarName } = await import("../core/names.ts");
   try {
     return { kind: "avatar", name: validateAvatarName(source) };
   } catch {
@@ -216,13 +219,18 @@ export async function resolveLikenessSource(cwd: string, source: string): Promis
 
 /** Each image's likeness to the avatar's training photos or a folder of photos. */
 export async function likenessOfImages(ctx: Context, input: LikenessInput): Promise<LikenessResult> {
-  const { resolve } = await import("node:path");
   const files = input.images.map((f) => resolve(ctx.cwd, f));
   const images: { file: string; data: Uint8Array }[] = [];
   for (const file of files) {
     const info = await stat(file).catch(() => undefined);
     if (!info?.isFile()) throw new AvatarError("BAD_INPUT", `${file} is not a file.`, { hint: "Pass image files (JPEG, PNG, WebP) after the avatar name or photos folder." });
-    images.push({ file, data: await readFile(file) });
+    const data = await readFile(file);
+    // Before the face model loads and the references are read: a wrong file fails in milliseconds.
+    const format = sniffFormat(data.subarray(0, SNIFF_BYTES));
+    if (!format || !DECODABLE_FORMATS.includes(format)) {
+      throw new AvatarError("BAD_INPUT", `${file} is not an image this tool can read (${format ?? "not an image format"}).`, { hint: "Pass JPEG, PNG or WebP files." });
+    }
+    images.push({ file, data });
   }
   const where = await resolveLikenessSource(ctx.cwd, input.source);
   const model = await faceModel();
@@ -240,7 +248,7 @@ export async function likenessOfImages(ctx: Context, input: LikenessInput): Prom
       const key = await avatarDatasetKey({ store }, where.name);
       if (!key) {
         progress.done();
-        throw new AvatarError("NOT_FOUND", `${where.name} has no photos in ${store.uri(`${where.name}/datasets/`)}.`, {
+        throw new AvatarError("NOT_FOUND", `${where.name} has no photos in ${datasetsUri(store, where.name)}.`, {
           hint: `Upload them with \`avatar upload <dir> --name ${where.name}\`, or pass a folder of the person's photos instead of the name.`,
         });
       }
@@ -251,6 +259,9 @@ export async function likenessOfImages(ctx: Context, input: LikenessInput): Prom
     source = { kind: "avatar", name: where.name, uri: references.source, photos: references.photos, faces: references.faces.length };
   }
   progress.done();
+  if (references.photos === 0) {
+    throw new AvatarError("BAD_INPUT", `${source.uri} holds no photos (JPEG, PNG or WebP).`, { hint: "Pass the folder of the person's photos, or the name of a trained avatar." });
+  }
   if (references.faces.length === 0) {
     throw new AvatarError("BAD_INPUT", `No face was found in the ${references.photos} photo${references.photos === 1 ? "" : "s"} of ${source.uri}.`, { hint: "The reference photos must show the person's face (`avatar prepare <dir>` checks a folder)." });
   }

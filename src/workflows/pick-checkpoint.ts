@@ -8,7 +8,7 @@ import type { Context } from "../context.ts";
 import { pickCheckpoint, type CheckpointChoice, type CheckpointRow, type Pick, type SampleScore } from "../core/checkpoint-pick.ts";
 import { AvatarError } from "../core/errors.ts";
 import { MODEL_FILES, runModelKey, runScoresKey, runStepModelKey, type AvatarManifest, type ManifestLikeness } from "../core/run-keys.ts";
-import { listCheckpoints, scoreCheckpoints } from "./checkpoint-scores.ts";
+import { listCheckpoints, scoreCheckpoints, type RunCheckpoint } from "./checkpoint-scores.ts";
 
 export interface CheckpointPickResult {
   pick: Pick;
@@ -29,12 +29,16 @@ function manifestLikeness(pick: Pick, scored: boolean): ManifestLikeness | null 
   return { score: row.score, mean: row.likeness, worst: row.worst, faces: row.faces, samples: row.samples, near_copies: row.nearCopies, choice: pick.choice };
 }
 
-/** The steps of a run with registrable weights: its complete checkpoints with weights and its last step. */
+/** Steps with registrable weights: the complete checkpoints with weights up to the last step, and the last step (model/). */
+function registrableSteps(checkpoints: readonly RunCheckpoint[], lastStep: number | undefined): number[] {
+  const steps = checkpoints.filter((c) => c.weights && (lastStep === undefined || c.step <= lastStep)).map((c) => c.step);
+  return [...new Set([...steps, ...(lastStep === undefined ? [] : [lastStep])])].sort((a, b) => a - b);
+}
+
+/** The steps of a run with registrable weights (for an error's hint: reads its avatar.json and checkpoints). */
 export async function runSteps(backend: Backend, name: string, runId: string): Promise<number[]> {
   const manifest = JSON.parse(await text(await backend.store.read(`${runModelKey(name, runId)}/${MODEL_FILES.manifest}`))) as { steps?: unknown };
-  const last = typeof manifest.steps === "number" ? manifest.steps : Infinity;
-  const steps = (await listCheckpoints(backend, name, runId)).filter((c) => c.weights && c.step <= last).map((c) => c.step);
-  return [...new Set([...steps, ...(last === Infinity ? [] : [last])])].sort((a, b) => a - b);
+  return registrableSteps(await listCheckpoints(backend, name, runId), typeof manifest.steps === "number" ? manifest.steps : undefined);
 }
 
 /**
@@ -46,7 +50,7 @@ export async function pickRunCheckpoint(ctx: Context, backend: Backend, input: {
   const { name, runId, manifest, choice } = input;
   const lastStep = manifest.steps;
   const checkpoints = (await listCheckpoints(backend, name, runId)).filter((c) => c.step <= lastStep);
-  const steps = [...new Set([...checkpoints.filter((c) => c.weights).map((c) => c.step), lastStep])].sort((a, b) => a - b);
+  const steps = registrableSteps(checkpoints, lastStep);
   if (choice.kind === "step" && !steps.includes(choice.step)) {
     throw new AvatarError("BAD_INPUT", `Run ${runId} of ${name} has no checkpoint at step ${choice.step}.`, {
       hint: `Steps with weights: ${steps.join(", ")}. Pass one of them, \`last\` or \`auto\` to --checkpoint.`,

@@ -12,7 +12,11 @@ import {
   summariseCheckpoint,
   type SampleScore,
 } from "../../src/core/checkpoint-pick.ts";
-import { differenceHash, faceThumbnail, hashDistance } from "../../src/core/face-hash.ts";
+import { faceHash, faceThumbnail } from "../../src/core/face-hash.ts";
+import { differenceHash as gridHash, hammingDistance as hashDistance } from "../../src/core/dataset.ts";
+
+/** The face hash: dataset.ts differenceHash on a 9×8 grid (bit = left < right). */
+const differenceHash = (gray: readonly number[] | Uint8Array) => gridHash(Uint8Array.from(gray), 9, 8);
 
 const face = (likeness: number, extra: Partial<SampleScore> = {}): SampleScore => ({ file: "s.png", face: true, likeness, ...extra });
 const none: SampleScore = { file: "s.png", face: false, likeness: null };
@@ -118,16 +122,16 @@ describe("parsing and labels", () => {
 
 describe("differenceHash", () => {
   const ramp = Array.from({ length: 72 }, (_, i) => (i % 9) * 20);
-  it("hashes a left-to-right ramp to all zeros and its mirror to all ones", () => {
-    expect(differenceHash(ramp)).toBe("0000000000000000");
-    expect(differenceHash(ramp.map((v) => 255 - v))).toBe("ffffffffffffffff");
+  it("hashes a left-to-right ramp to all ones and its mirror to all zeros", () => {
+    expect(differenceHash(ramp)).toBe("ffffffffffffffff");
+    expect(differenceHash(ramp.map((v) => 255 - v))).toBe("0000000000000000");
     expect(hashDistance("0000000000000000", "ffffffffffffffff")).toBe(64);
   });
   it("is stable under small brightness noise and counts the differing bits", () => {
     const noisy = ramp.map((v, i) => v + (i % 3));
     expect(hashDistance(differenceHash(ramp), differenceHash(noisy))).toBe(0);
     expect(hashDistance("00000000000000ff", "0000000000000000")).toBe(8);
-    expect(() => differenceHash([1, 2, 3])).toThrow(/72 pixels/);
+    expect(() => differenceHash([1, 2, 3])).toThrow(/expected 72 samples/);
   });
 });
 
@@ -142,6 +146,7 @@ describe("faceThumbnail", () => {
     expect(thumb[4]).toBeGreaterThan(0);
     expect(thumb[4]).toBeLessThan(255);
     expect(differenceHash(thumb)).toBe(differenceHash(faceThumbnail(rgb, width, height, [11, 5, 31, 15], 0)));
+    expect(faceHash(rgb, width, height, [10, 5, 30, 15])).toBe(differenceHash(faceThumbnail(rgb, width, height, [10, 5, 30, 15])));
   });
   it("refuses a box outside the image", () => {
     expect(() => faceThumbnail(rgb, width, height, [50, 30, 60, 40], 0)).toThrow(/outside/);

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 
 SKIN = {
     "pale": (247, 222, 200),
@@ -219,16 +219,6 @@ NAMEABLE = {
 }
 
 
-def full_caption(f: Face) -> str:
-    """Every attribute, in a fixed order (for README examples and debugging)."""
-    hair = "bald" if f.hair_style == "bald" else f"{f.hair_style} {f.hair} hair"
-    parts = [hair] + ([f"{f.glasses} glasses"] if f.glasses else []) + [f"{f.skin} skin"]
-    extras = [f.expression, f.pose, f"{f.background} background"]
-    if f.hat:
-        extras.append(f"wearing a {f.hat_colour} {f.hat}")
-    return ", ".join(["a photo of a person with " + " and ".join(parts), *extras])
-
-
 def _mix(c, other, t: float):
     return tuple(round(a + (b - a) * t) for a, b in zip(c, other))
 
@@ -373,7 +363,3 @@ def subject_photos(seed: int, n: int, size: int = 512) -> list[tuple[object, Fac
         f = replace(subject_face(rng), background=backgrounds[i % len(backgrounds)])
         photos.append((render(f, size, rng), f))
     return photos
-
-
-def describe(f: Face) -> dict:
-    return asdict(f)
