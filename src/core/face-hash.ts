@@ -1,8 +1,10 @@
 // Perceptual hashes of face regions, to tell a near-copy of a training photo from a likeness (see
 // core/checkpoint-pick.ts). Pure: the pixels come decoded (RGB, row-major) from the caller.
+import { hammingDistance } from "./dataset.ts";
+import type { FaceBox } from "./faces.ts";
 
-/** A face box [x0, y0, x1, y1] in pixels. */
-export type Box = readonly [number, number, number, number];
+/** A face box [x0, y0, x1, y1] in pixels (read-only). */
+export type Box = Readonly<FaceBox>;
 
 /**
  * The face region (the box grown by `margin` of its size on every side, clamped to the image) as a
@@ -47,10 +49,5 @@ export function differenceHash(gray: Uint8Array | readonly number[]): string {
   return bits.toString(16).padStart(16, "0");
 }
 
-/** Bits that differ between two hashes from differenceHash. */
-export function hashDistance(a: string, b: string): number {
-  let x = BigInt(`0x${a}`) ^ BigInt(`0x${b}`);
-  let n = 0;
-  for (; x; x &= x - 1n) n++;
-  return n;
-}
+/** Bits that differ between two hashes from differenceHash (core/dataset's Hamming distance). */
+export const hashDistance = (a: string, b: string): number => hammingDistance(a, b);
