@@ -11,11 +11,16 @@ export const faceCheckOption: OptionSpec = {
   description: "skip the face checks and crops (drawings, pets, objects): photos are only normalised",
 };
 
-/** What prepareDataset needs to check faces: whether to, and the base model's resolution. */
+/**
+ * What prepareDataset needs to check faces: whether to, and the base model's resolution. A --base
+ * given explicitly is checked even without face checks: a typo is an error, not silently ignored.
+ */
 export async function faceInput(ctx: Pick<Context, "config" | "cwd">, base: string | undefined, resolution?: number): Promise<{ faceCheck: boolean; baseResolution?: number }> {
-  if (!faceChecksOn(ctx.config)) return { faceCheck: false };
+  const checks = faceChecksOn(ctx.config);
+  if (!checks && base === undefined) return { faceCheck: false };
   const { baseResolution } = await import("../workflows/base-model.ts");
-  return { faceCheck: true, baseResolution: baseResolution(base ?? ctx.config.values.baseModel, ctx.cwd, resolution) };
+  const side = baseResolution(base ?? ctx.config.values.baseModel, ctx.cwd, resolution);
+  return checks ? { faceCheck: true, baseResolution: side } : { faceCheck: false };
 }
 
 /** Options shared by every command that prepares a folder (prepare, upload, later train). */

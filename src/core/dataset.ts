@@ -120,6 +120,10 @@ export function skipReason(code: SkipCode, d: SkipDetails = {}): string {
     case "multi-face":
       return `${d.faces ?? "several"} faces of comparable size: crop the photo to the person, or leave it out`;
     case "face-too-small":
+      // A photo whose short side is below the resolution fails whatever its face: say so, not "the face is small".
+      if (d.width !== undefined && d.height !== undefined && d.resolution !== undefined && Math.min(d.width, d.height) < d.resolution) {
+        return `photo is ${d.width}x${d.height}, smaller than the base model's ${d.resolution} px: every crop would need upscaling (use the original photo, not a downsized copy)`;
+      }
       return `face too small for the base model's ${d.resolution ?? "?"} px: a crop around it would be ${d.cropSide ?? "?"} px and need upscaling (the face needs ${d.faceSide ?? "more"} px or more)`;
     case "blurry":
       return `face is blurry (sharpness ${d.sharpness !== undefined ? Math.round(d.sharpness) : "?"}; ${d.minSharpness ?? "more"} or more is sharp)`;

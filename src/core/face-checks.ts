@@ -1,8 +1,6 @@
 // What prepare decides from faces: the per-photo skip rules, the identity outliers of a set, the
 // pose/expression spread and the one-line advice. Pure: the caller detects and measures.
-import { consensusEmbedding, cosineSimilarity, spread, type Face, type FaceBox } from "./faces.ts";
-
-export type FaceSkipCode = "no-face" | "multi-face" | "face-too-small" | "blurry" | "different-person";
+import { consensusEmbedding, cosineSimilarity, spread, type Face } from "./faces.ts";
 
 export const FACE_RULES = {
   /** A second face at least this tall relative to the largest is "comparable": whose photo is it? */
@@ -180,5 +178,3 @@ export function summarizeFaceSet(kept: readonly { embedding: ArrayLike<number>; 
   else if (pose.mouthOpen < 0.04 && identitySpread < 0.03) advice = "The photos look alike (one moment?): add different days, lighting, backgrounds and expressions.";
   return { usable: kept.length, identitySpread, pose, variety, ...(advice ? { advice } : {}) };
 }
-
-export type { FaceBox };

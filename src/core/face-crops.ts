@@ -53,7 +53,7 @@ export function chooseCrop(face: FaceBox, width: number, height: number, resolut
   return undefined;
 }
 
-/** The largest face side (source pixels) whose widest crop would still need upscaling. */
+/** The smallest face side (source pixels) whose widest crop needs no upscaling (in a photo large enough). */
 export function minFaceSide(resolution: number): number {
   return Math.ceil(resolution / FRAMINGS["head-and-shoulders"].scale);
 }

@@ -85,7 +85,7 @@ export async function prepareFace(job: FaceJob): Promise<FaceOutcome> {
   const crop = chooseCrop(box, width, height, resolution, prefer);
   if (!crop) {
     const widest = framingRect(box, width, height, "head-and-shoulders");
-    return { skip: "face-too-small", details: { resolution, cropSide: widest[2] - widest[0], faceSide: minFaceSide(resolution) }, face: report };
+    return { skip: "face-too-small", details: { resolution, cropSide: widest[2] - widest[0], faceSide: minFaceSide(resolution), width, height }, face: report };
   }
   report.framing = crop.framing;
   report.crop = crop.rect;

@@ -189,17 +189,16 @@ export async function prepareDataset(ctx: Pick<Context, "cwd" | "out" | "signal"
 
     const otherPeople = faces ? skipOtherPeople(processed) : [];
     const candidates = processed.flatMap((p) => (p.candidate ? [p.candidate] : []));
-    const byPath = new Map(candidates.map((c) => [c.path, c]));
     const facedByPath = new Map(processed.flatMap((p) => (p.candidate && p.faced ? [[p.candidate.path, p.faced] as const] : [])));
     const decisions = new Map(selectImages(candidates).map((d) => [d.path, d]));
     const reports = [...skips];
     const images: PreparedImage[] = [];
     for (const p of processed) {
-      const decision = decisions.get(p.report.path);
-      if (!decision || !p.candidate) {
+      const c = p.candidate;
+      const decision = c && decisions.get(c.path);
+      if (!c || !decision) {
         reports.push(p.report);
       } else if (decision.kept) {
-        const c = byPath.get(p.report.path)!;
         reports.push({ ...p.report, entry: decision.entry });
         images.push({ entry: decision.entry, path: c.path, sha256: c.sha256, bytes: c.bytes, file: c.file });
       } else {

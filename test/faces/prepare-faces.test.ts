@@ -176,6 +176,10 @@ describe("avatar prepare --json (CLI)", () => {
     expect(off.code, off.stderr).toBe(0);
     expect(off.json!.data.counts.kept).toBe(9);
     expect(off.json!.data.faces).toBeUndefined();
+    // --base only sizes the crops, but a typo in it is still rejected without face checks.
+    const typo = await runCli(["prepare", mixed, "--json", "--no-face-check", "--base", "sdx1"], { env: cleanEnv(work.dir), cwd: work.dir });
+    expect(typo.code).toBe(2);
+    expect((typo.json!.error as { message: string }).message).toMatch(/Unknown base model "sdx1"/);
 
     const dir = join(work.dir, "few");
     mkdirSync(dir);

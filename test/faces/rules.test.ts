@@ -208,6 +208,8 @@ describe("face skip reasons", () => {
     ["no-face", {}, /no face found .*--no-face-check/],
     ["multi-face", { faces: 3 }, /3 faces of comparable size/],
     ["face-too-small", { resolution: 1024, cropSide: 700, faceSide: 293 }, /1024 px: a crop around it would be 700 px .* 293 px or more/],
+    ["face-too-small", { resolution: 1024, cropSide: 1100, faceSide: 293, width: 2000, height: 1500 }, /1024 px: a crop around it would be 1100 px .* 293 px or more/],
+    ["face-too-small", { resolution: 1024, cropSide: 800, faceSide: 293, width: 800, height: 1200 }, /photo is 800x1200, smaller than the base model's 1024 px/],
     ["blurry", { sharpness: 12.4, minSharpness: 40 }, /blurry \(sharpness 12; 40 or more/],
     ["different-person", { similarity: 0.81234, threshold: 0.95 }, /different person .*0\.812.*0\.950 or more/],
   ] as const)("%s", (code, details, expected) => {

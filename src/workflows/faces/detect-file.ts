@@ -1,5 +1,6 @@
 // Faces in a photo on disk: decode with sharp (EXIF orientation applied), downscale for speed (the
 // detector looks at 416 px anyway), detect. Boxes are in the pixels of the decoded, downscaled image.
+import { orientedSize } from "../../core/dataset.ts";
 import type { Face } from "../../core/faces.ts";
 import { loadFaceModel, type DetectOptions } from "./model.ts";
 
@@ -16,8 +17,7 @@ export async function detectFile(path: string | Buffer, maxSide = 1024, options?
   const [{ default: sharp }, model] = await Promise.all([import("sharp"), loadFaceModel()]);
   const image = sharp(path, { failOn: "none" }).rotate();
   const meta = await image.metadata();
-  const oriented = (meta.orientation ?? 1) >= 5;
-  const source = { width: (oriented ? meta.height : meta.width) ?? 0, height: (oriented ? meta.width : meta.height) ?? 0 };
+  const source = orientedSize(meta.width ?? 0, meta.height ?? 0, meta.orientation);
   const { data, info } = await image
     .resize(maxSide, maxSide, { fit: "inside", withoutEnlargement: true })
     .removeAlpha()

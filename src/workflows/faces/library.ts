@@ -30,6 +30,12 @@ export interface LibraryFace {
   descriptor: Float32Array;
 }
 
+const require = createRequire(import.meta.url);
+/** A dependency's folder in node_modules. */
+const packageDir = (name: string) => dirname(require.resolve(`${name}/package.json`));
+/** The weights ship in face-api's package. */
+const modelDir = () => join(packageDir("@vladmandic/face-api"), "model");
+
 let loading: Promise<FaceApi> | undefined;
 
 /** face-api on the WASM backend with its detector, landmark and recognition weights: once per process. */
@@ -42,30 +48,27 @@ export function loadFaceLibrary(): Promise<FaceApi> {
 }
 
 async function load(): Promise<FaceApi> {
-  const require = createRequire(import.meta.url);
-  const wasmDir = join(dirname(require.resolve("@tensorflow/tfjs-backend-wasm/package.json")), "dist") + "/";
-  const modelDir = join(dirname(require.resolve("@vladmandic/face-api/package.json")), "model");
+  const wasmDir = join(packageDir("@tensorflow/tfjs-backend-wasm"), "dist") + "/";
   const wasm = require("@tensorflow/tfjs-backend-wasm") as { setWasmPaths(prefix: string, usePlatformFetch?: boolean): void };
   // usePlatformFetch=false: Emscripten reads the .wasm with fs (fetch() cannot read file paths).
   wasm.setWasmPaths(wasmDir, false);
   const faceapi = require("@vladmandic/face-api/dist/face-api.node-wasm.js") as FaceApi;
   if (!(await faceapi.tf.setBackend("wasm"))) throw new Error("TensorFlow.js could not start its WebAssembly backend.");
   await faceapi.tf.ready();
+  const models = modelDir();
   await Promise.all([
-    faceapi.nets.tinyFaceDetector.loadFromDisk(modelDir),
-    faceapi.nets.faceLandmark68Net.loadFromDisk(modelDir),
-    faceapi.nets.faceRecognitionNet.loadFromDisk(modelDir),
+    faceapi.nets.tinyFaceDetector.loadFromDisk(models),
+    faceapi.nets.faceLandmark68Net.loadFromDisk(models),
+    faceapi.nets.faceRecognitionNet.loadFromDisk(models),
   ]);
-  modelDirectory = modelDir;
   return faceapi;
 }
 
-let modelDirectory = "";
 let ssdLoading: Promise<void> | undefined;
 
 /** The SSD detector (5.4 MB of weights) loads on first use: most runs never need it. */
 export function loadAccurateDetector(faceapi: FaceApi): Promise<void> {
-  ssdLoading ??= faceapi.nets.ssdMobilenetv1.loadFromDisk(modelDirectory).catch((error: unknown) => {
+  ssdLoading ??= faceapi.nets.ssdMobilenetv1.loadFromDisk(modelDir()).catch((error: unknown) => {
     ssdLoading = undefined;
     throw error;
   });

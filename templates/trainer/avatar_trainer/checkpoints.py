@@ -25,6 +25,7 @@ import shutil
 from pathlib import Path
 
 from .errors import TrainerError
+from .samples import MANIFEST as SAMPLES_MANIFEST, SAMPLES_DIR
 
 MARKER = "COMPLETE"
 WEIGHTS_NAME = "pytorch_lora_weights.safetensors"
@@ -81,7 +82,7 @@ def save(root: Path, step: int, lora_state: dict, optimizer_state: dict, rng_sta
     if write_weights is not None:
         write_weights(path)
     if samples is not None:
-        write_samples(path / "samples", step, *samples)
+        write_samples(path / SAMPLES_DIR, step, *samples)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in lora_state.items()}
     _atomic_write(path / "lora.safetensors", lambda p: save_file(tensors, str(p)))
     _atomic_write(path / "optimizer.pt", lambda p: torch.save(optimizer_state, p))
@@ -125,7 +126,7 @@ def write_samples(folder: Path, step: int, entries: list[dict], images: list) ->
         image.save(buf, format="PNG")
         _atomic_write(folder / entry["file"], lambda p, b=buf.getvalue(): p.write_bytes(b))
     doc = {"step": step, "samples": entries}
-    _atomic_write(folder / "samples.json", lambda p: p.write_text(json.dumps(doc, indent=2) + "\n"))
+    _atomic_write(folder / SAMPLES_MANIFEST, lambda p: p.write_text(json.dumps(doc, indent=2) + "\n"))
 
 
 def load(path: Path) -> dict:
