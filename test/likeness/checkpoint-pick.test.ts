@@ -177,13 +177,22 @@ describe("avatar likeness", () => {
     expect(human.stdout).toMatch(/\n–\s+no face\s+none\.png/);
   }, LONG);
 
-  it("bad input exits 2 with a hint", async () => {
+  it("bad input exits 2 with a hint; an avatar with no photos is exit 6", async () => {
     const missing = await cli(["likeness", "photos", "nope.png", "--json"]);
     expect(missing.code).toBe(2);
     expect(missing.json?.error?.message).toMatch(/nope\.png is not a file/);
     const neither = await cli(["likeness", "Not A Name", "same.png", "--json"]);
     expect(neither.code).toBe(2);
     expect(neither.json?.error?.message).toMatch(/neither a folder nor an avatar name/);
+    // Caught before the face model or any reference photo is read (the dataset's own format sniffing).
+    writeFileSync(join(home, "notes.txt"), "not an image\n");
+    const text = await cli(["likeness", "photos", "notes.txt", "--json"]);
+    expect(text.code).toBe(2);
+    expect(text.json?.error?.message).toMatch(/notes\.txt/);
+    // An avatar with nothing in the store is "no photos", not an internal error about store keys.
+    const unknown = await cli(["likeness", "nobody", "same.png", "--json"]);
+    expect(unknown.code, unknown.stderr).toBe(6);
+    expect(unknown.json?.error?.message).toMatch(/nobody has no photos/);
   }, LONG);
 });
 
